@@ -1,0 +1,3 @@
+from marlvault.cli import main
+
+main()

@@ -1,0 +1,62 @@
+"""The ``marlvault`` command: a thin layer over library functions.
+
+Each group lives in its own module and is attached here; every :class:`MarlvaultError` becomes a
+one-line message on stderr and the error class's own exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from marlvault.errors import MarlvaultError
+
+app = typer.Typer(
+    help="Record multi-agent RL experience into vaults and train offline MARL from them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    """Attach every command group. Imported lazily so ``--help`` stays fast."""
+    import importlib
+
+    for module in ("train", "envs", "vault", "record", "offline"):
+        try:
+            mod = importlib.import_module(f"marlvault.cli.{module}")
+        except ModuleNotFoundError as err:  # a group not built yet
+            if err.name == f"marlvault.cli.{module}":
+                continue
+            raise
+        mod.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    try:
+        app(args=argv, standalone_mode=False, prog_name="marlvault")
+    except MarlvaultError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()
