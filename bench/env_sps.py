@@ -1,0 +1,105 @@
+"""Environment steps per second of ``VecEnv``, naive vs fast auto-reset.
+
+Usage: ``python bench/env_sps.py [--steps 1000] [--repeats 3]``. Env steps count every env:
+``num_envs * num_steps`` per run. Actions are uniformly random among the legal ones, the rollout
+is one jitted ``lax.scan``, compilation is excluded (one warm-up call) and the clock stops after
+``block_until_ready``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+
+from marlvault.envs.registry import make_env
+from marlvault.envs.vec import VecEnv
+
+
+def random_legal_actions(key: jax.Array, legal: jax.Array) -> jax.Array:
+    """Samples uniformly among legal actions.
+
+    Args:
+        key: PRNG key.
+        legal: [..., A] bool legal mask (at least one True per row).
+
+    Returns:
+        [...] int32 actions.
+    """
+    logits = jnp.where(legal, 0.0, -jnp.inf)
+    return jax.random.categorical(key, logits).astype(jnp.int32)
+
+
+def make_rollout(venv: VecEnv, num_steps: int):
+    """Returns a jitted ``rollout(key) -> (total reward, episodes finished)``."""
+
+    def rollout(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        reset_key, act_key = jax.random.split(key)
+        vstate, ts = venv.reset(reset_key)
+
+        def body(carry, step_key):
+            vstate, legal = carry
+            actions = random_legal_actions(step_key, legal)
+            vstate, out = venv.step(vstate, actions)
+            stats = (out.timestep.reward.sum(), out.metrics.done.sum())
+            return (vstate, out.timestep.legal), stats
+
+        keys = jax.random.split(act_key, num_steps)
+        _, (rewards, dones) = jax.lax.scan(body, (vstate, ts.legal), keys)
+        return rewards.sum(), dones.sum()
+
+    return jax.jit(rollout)
+
+
+def measure_env_sps(
+    env_name: str,
+    scenario: str,
+    num_envs: int,
+    num_steps: int,
+    autoreset: str = "fast",
+    repeats: int = 3,
+) -> float:
+    """Measures env steps per second (best of ``repeats`` runs, compilation excluded).
+
+    Args:
+        env_name, scenario: registry names.
+        num_envs: B.
+        num_steps: scan length per run.
+        autoreset: "fast" or "naive".
+        repeats: timed runs; the fastest is reported (the machine may be shared).
+
+    Returns:
+        num_envs * num_steps / seconds.
+    """
+    venv = VecEnv(make_env(env_name, scenario), num_envs, autoreset=autoreset)
+    rollout = make_rollout(venv, num_steps)
+    jax.block_until_ready(rollout(jax.random.PRNGKey(0)))  # compile + warm up
+    best = float("inf")
+    for i in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(rollout(jax.random.PRNGKey(i + 1)))
+        best = min(best, time.perf_counter() - start)
+    return num_envs * num_steps / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="rware")
+    parser.add_argument("--scenario", default="tiny-2ag")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[16, 32, 64])
+    args = parser.parse_args()
+    print(f"{args.env}/{args.scenario}, {args.steps} steps per run, best of {args.repeats}, "
+          f"device {jax.devices()[0].platform}")
+    print(f"{'envs':>6} {'naive sps':>12} {'fast sps':>12} {'fast/naive':>11}")
+    for b in args.num_envs:
+        naive = measure_env_sps(args.env, args.scenario, b, args.steps, "naive", args.repeats)
+        fast = measure_env_sps(args.env, args.scenario, b, args.steps, "fast", args.repeats)
+        print(f"{b:>6} {naive:>12,.0f} {fast:>12,.0f} {fast / naive:>10.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Name -> environment: the one place that knows which envs and scenarios exist.
+
+>>> env = make_env("rware", "tiny-2ag")               # doctest: +SKIP
+>>> env = make_env("lbf", "8x8-2p-2f-coop", time_limit=50)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, NamedTuple
+
+from marlvault.envs import jumanji_envs as jm
+from marlvault.envs.base import MarlEnv
+from marlvault.errors import ConfigError, EnvNotFoundError
+
+
+class _Family(NamedTuple):
+    """One registered environment: its scenarios, shared defaults and builder."""
+
+    scenarios: dict[str, dict[str, Any]]
+    defaults: dict[str, Any]
+    build: Callable[[str, dict[str, Any]], MarlEnv]
+    optional_keys: tuple[str, ...]  # overridable keys that no scenario sets explicitly
+
+
+_REGISTRY: dict[str, _Family] = {
+    "rware": _Family(jm.RWARE_SCENARIOS, jm.RWARE_DEFAULTS, jm.make_rware, ("request_queue_size",)),
+    "lbf": _Family(jm.LBF_SCENARIOS, jm.LBF_DEFAULTS, jm.make_lbf, ()),
+}
+
+
+def list_envs() -> dict[str, list[str]]:
+    """Returns every registered env name mapped to its scenario names (registration order)."""
+    return {name: list(fam.scenarios) for name, fam in _REGISTRY.items()}
+
+
+def _lookup(env_name: str, scenario: str) -> tuple[_Family, dict[str, Any]]:
+    """Finds a family and the scenario's config, raising EnvNotFoundError with valid names."""
+    fam = _REGISTRY.get(env_name)
+    if fam is None:
+        raise EnvNotFoundError(
+            f"unknown environment {env_name!r}: expected one of {sorted(_REGISTRY)}; "
+            "run `marlvault envs` to list environments and scenarios"
+        )
+    cfg = fam.scenarios.get(scenario)
+    if cfg is None:
+        raise EnvNotFoundError(
+            f"unknown scenario {scenario!r} for environment {env_name!r}: expected one of "
+            f"{list(fam.scenarios)}; run `marlvault envs` to list them"
+        )
+    return fam, {**fam.defaults, **cfg}
+
+
+def _config(env_name: str, scenario: str, overrides: dict[str, Any]) -> tuple[_Family, dict]:
+    """The scenario's full config with ``overrides`` applied (unknown keys rejected)."""
+    fam, cfg = _lookup(env_name, scenario)
+    allowed = set(cfg) | set(fam.optional_keys)
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{env_name}/{scenario}: unknown override(s) {unknown}: expected keys among "
+            f"{sorted(allowed)}; remove or rename them"
+        )
+    if "time_limit" in overrides and int(overrides["time_limit"]) < 1:
+        raise ConfigError(
+            f"{env_name}/{scenario}: time_limit must be >= 1, got {overrides['time_limit']}; "
+            "pass a positive episode length"
+        )
+    return fam, {**cfg, **overrides}
+
+
+def make_env(env_name: str, scenario: str, **overrides: Any) -> MarlEnv:
+    """Builds a registered environment.
+
+    Args:
+        env_name: "rware" or "lbf" (see :func:`list_envs`).
+        scenario: a scenario of that env, e.g. "tiny-2ag" or "8x8-2p-2f-coop".
+        **overrides: scenario config values to replace, e.g. ``time_limit=50``.
+
+    Returns:
+        a pure, jittable :class:`MarlEnv`.
+
+    Raises:
+        EnvNotFoundError: unknown env or scenario (the message lists the valid names).
+        ConfigError: unknown override key or invalid value.
+    """
+    fam, cfg = _config(env_name, scenario, overrides)
+    try:
+        return fam.build(scenario, cfg)
+    except (AssertionError, ValueError, TypeError) as err:  # jumanji validates with assert
+        raise ConfigError(
+            f"{env_name}/{scenario}: invalid config {cfg}: jumanji rejected it ({err}); "
+            "change the overrides"
+        ) from err
+
+
+def scenario_info(env_name: str, scenario: str, **overrides: Any) -> dict[str, Any]:
+    """Describes a scenario: its config and the resulting spec sizes.
+
+    Returns:
+        dict with keys ``env_name``, ``scenario``, ``config`` (the full scenario config) and every
+        field of :class:`EnvSpec` (num_agents, obs_dim, action_dim, state_dim, time_limit, has_win).
+    """
+    _, cfg = _config(env_name, scenario, overrides)
+    spec = make_env(env_name, scenario, **overrides).spec
+    return {**asdict(spec), "config": cfg}
