@@ -1,0 +1,108 @@
+"""Anakin layout: the one module that knows about devices.
+
+All local devices form a 1-D :class:`jax.sharding.Mesh` with the named axis ``"env"``. The
+environments (and everything with a leading env axis: env states, timesteps, per-env keys,
+trajectories) are split evenly along it; parameters, optimiser states and learner keys are
+replicated. A learner function written for *one device's slice* of the envs is lifted with
+:func:`shard_jit` (``jax.shard_map`` under ``jax.jit``); inside it, cross-device reductions use
+``lax.pmean``/``lax.psum`` over :data:`AXIS` (gradients, advantage statistics, metrics). No
+``pmap``.
+
+With one device the same program runs unchanged (the collectives are no-ops). Tests force several
+CPU devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from marlvault.errors import ConfigError
+
+AXIS = "env"
+"""Name of the mesh axis the environments are split along."""
+SHARDED = P(AXIS)
+"""Spec of an array whose leading axis is the env axis."""
+REPLICATED = P()
+"""Spec of an array every device holds whole."""
+
+
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: all local devices) with axis :data:`AXIS`."""
+    devices = list(jax.local_devices()) if devices is None else list(devices)
+    return Mesh(np.asarray(devices), (AXIS,))
+
+
+def num_shards(mesh: Mesh) -> int:
+    """Number of devices the env axis is split over."""
+    return int(mesh.shape[AXIS])
+
+
+def local_count(total: int, mesh: Mesh, key: str) -> int:
+    """``total // devices``; raises if ``total`` does not split evenly over the mesh.
+
+    Raises:
+        ConfigError: naming ``key``, the total and the device count.
+    """
+    n = num_shards(mesh)
+    if total % n:
+        raise ConfigError(
+            f"{key}: expected a multiple of the {n} local devices, found {total}; "
+            f"fix: set {key}={max(n, total - total % n)}"
+        )
+    return total // n
+
+
+def put(tree: Any, mesh: Mesh, spec: Any) -> Any:
+    """Place a pytree on the mesh. ``spec`` is one PartitionSpec or a matching pytree of them."""
+    if isinstance(spec, P):
+        return jax.device_put(tree, NamedSharding(mesh, spec))
+    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), spec, is_leaf=_is_spec)
+    return jax.device_put(tree, shardings)
+
+
+def _is_spec(x: Any) -> bool:
+    return isinstance(x, P)
+
+
+def spec_like(tree: Any, spec: P) -> Any:
+    """A pytree of ``spec`` with the structure of ``tree`` (for shard_map in/out specs)."""
+    return jax.tree.map(lambda _: spec, tree)
+
+
+def shard_jit(
+    fn: Callable, mesh: Mesh, in_specs: Any, out_specs: Any, *, donate: tuple[int, ...] = ()
+) -> Callable:
+    """``jax.jit(jax.shard_map(fn))``: ``fn`` sees one device's slice of sharded inputs.
+
+    Args:
+        fn: the per-device function; may use ``lax.pmean(x, AXIS)``.
+        mesh: from :func:`make_mesh`.
+        in_specs / out_specs: PartitionSpecs (pytree prefixes of the inputs/outputs).
+        donate: positional arguments whose buffers the call may reuse.
+    """
+    mapped = jax.shard_map(
+        fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False
+    )
+    return jax.jit(mapped, donate_argnums=donate)
+
+
+def global_env_index(local_envs: int) -> jax.Array:
+    """[B_local] int32 global indices of this device's envs (call inside :func:`shard_jit`)."""
+    start = jax.lax.axis_index(AXIS) * local_envs
+    return start + jax.numpy.arange(local_envs, dtype=jax.numpy.int32)
+
+
+def pmean(x: Any) -> Any:
+    """Mean over devices of a pytree (inside :func:`shard_jit`)."""
+    return jax.lax.pmean(x, AXIS)
+
+
+def psum(x: Any) -> Any:
+    """Sum over devices of a pytree (inside :func:`shard_jit`)."""
+    return jax.lax.psum(x, AXIS)

@@ -1,0 +1,562 @@
+"""IPPO / MAPPO in Anakin style: one jitted learner that scans rollouts and PPO updates.
+
+Axis order inside the learner: ``[time, env, agent, ...]`` (``T`` = rollout_length, ``B`` = envs
+on this device, ``N`` agents). One learner call runs ``updates_per_call`` updates in a
+``lax.scan``; each update
+
+1. rolls the policy out for ``T`` steps in ``B`` auto-resetting envs (``lax.scan``), computing
+   the actor logits and the critic value once per step,
+2. computes GAE: a termination stops the bootstrap; at a truncation the bootstrap value is the
+   critic's value of the *true* next observation (``VecStep.final_obs``), and
+3. runs ``ppo_epochs`` epochs of ``num_minibatches`` minibatches: clipped policy loss, clipped
+   value loss, entropy bonus, per-network global-norm clipping and Adam.
+
+Minibatches split the *time* axis (a fresh permutation of the ``T`` steps every epoch, shared by
+all devices): every device takes the same steps of its own envs, so the union over devices is
+exactly the single-device minibatch and gradients averaged with ``pmean`` equal the single-device
+gradients. Action-sampling keys are per env (like the env's reset keys), so a run gives the same
+parameters on 1 or 4 devices up to float reduction order.
+
+``centralised_critic=True`` (MAPPO) feeds the critic the global state (with the agent's one-hot
+id) instead of the agent's observation. The environments of this package define the state as the
+concatenated observations, so at a truncation the true next state is rebuilt from ``final_obs``;
+for an env whose state is something else the last state before the cut is used instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from marlvault.config import ArchConfig, EnvConfig, LoggerConfig, NetworkConfig, RecordConfig
+from marlvault.envs.base import Array, EnvSpec, TimeStep
+from marlvault.envs.registry import make_env
+from marlvault.envs.vec import VecEnv, VecState
+from marlvault.envs.wrappers import add_agent_ids
+from marlvault.errors import ConfigError
+from marlvault.networks import Actor, Critic, MaskedCategorical
+from marlvault.online import anakin
+from marlvault.online.anakin import REPLICATED, SHARDED
+
+P = jax.sharding.PartitionSpec
+
+
+# --- config --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SystemConfig:
+    """PPO hyperparameters (defaults: what the field uses for RobotWarehouse)."""
+
+    total_timesteps: int = 2_000_000
+    """Environment steps in total (all envs, all devices)."""
+    rollout_length: int = 128
+    """T, steps per env per update."""
+    ppo_epochs: int = 4
+    """Passes over each rollout."""
+    num_minibatches: int = 2
+    """Minibatches per epoch (split along the time axis; must divide T)."""
+    gamma: float = 0.99
+    """Discount."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip_eps: float = 0.2
+    """PPO ratio clip and value clip."""
+    ent_coef: float = 0.01
+    """Entropy bonus weight."""
+    vf_coef: float = 0.5
+    """Value loss weight."""
+    max_grad_norm: float = 0.5
+    """Global-norm gradient clip (per network)."""
+    lr: float = 2.5e-4
+    """Adam learning rate of actor and critic."""
+    decay_lr: bool = False
+    """Decay the learning rate linearly to 0 over the run."""
+    centralised_critic: bool = False
+    """MAPPO: the critic sees the global state instead of the agent's observation."""
+    add_agent_ids: bool = True
+    """Append a one-hot agent id to the network inputs."""
+
+    def __post_init__(self) -> None:
+        for name in ("total_timesteps", "rollout_length", "ppo_epochs", "num_minibatches"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(
+                    f"system.{name}: expected a positive integer, found {getattr(self, name)}"
+                )
+        if self.rollout_length % self.num_minibatches:
+            raise ConfigError(
+                f"system.num_minibatches: expected a divisor of system.rollout_length="
+                f"{self.rollout_length} (minibatches split time), found {self.num_minibatches}; "
+                f"fix: e.g. system.num_minibatches=2"
+            )
+
+
+@dataclass(frozen=True)
+class Config:
+    """A full IPPO/MAPPO run."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    system: SystemConfig = field(default_factory=SystemConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+
+    @property
+    def steps_per_update(self) -> int:
+        """Env steps per update over all envs: ``T * num_envs``."""
+        return self.system.rollout_length * self.arch.num_envs
+
+    @property
+    def num_updates(self) -> int:
+        """Updates in the run (at least one evaluation's worth)."""
+        return max(self.total_updates_floor, self.arch.num_evaluation)
+
+    @property
+    def total_updates_floor(self) -> int:
+        return self.system.total_timesteps // self.steps_per_update
+
+    @property
+    def updates_per_call(self) -> int:
+        """Updates per jitted learner call (between two evaluations)."""
+        return max(1, self.num_updates // self.arch.num_evaluation)
+
+    @property
+    def num_calls(self) -> int:
+        """Learner calls (= evaluations) in the run."""
+        return self.arch.num_evaluation
+
+
+# --- state and data ------------------------------------------------------------------------------
+class Params(NamedTuple):
+    actor: Any  # flax params of the Actor
+    critic: Any  # flax params of the Critic
+
+
+class OptStates(NamedTuple):
+    actor: Any  # optax state of the actor optimiser
+    critic: Any  # optax state of the critic optimiser
+
+
+class LearnerState(NamedTuple):
+    """Carry of the learner. Specs: params/opt/learner_key/update replicated, the rest sharded."""
+
+    params: Params
+    opt_states: OptStates
+    vstate: VecState  # [B] env carry
+    timestep: TimeStep  # [B, ...] what the next action sees
+    env_keys: Array  # [B, 2] uint32 per-env action-sampling keys
+    learner_key: Array  # [2] uint32 minibatch-shuffle key
+    update: Array  # [] int32 updates done so far
+
+
+LEARNER_SPECS = LearnerState(
+    params=REPLICATED,
+    opt_states=REPLICATED,
+    vstate=SHARDED,
+    timestep=SHARDED,
+    env_keys=SHARDED,
+    learner_key=REPLICATED,
+    update=REPLICATED,
+)
+
+
+class Transition(NamedTuple):
+    """One rollout, ``[T, B, ...]``."""
+
+    obs: Array  # [T, B, N, O] float32 raw observation acted on
+    legal: Array  # [T, B, N, A] bool
+    state: Array  # [T, B, S] float32
+    action: Array  # [T, B, N] int32
+    reward: Array  # [T, B, N] float32
+    terminated: Array  # [T, B] bool
+    truncated: Array  # [T, B] bool
+    log_prob: Array  # [T, B, N] float32 behaviour log-probability
+    value: Array  # [T, B, N] float32 critic value of obs
+    final_value: Array  # [T, B, N] float32 value of the true next obs where truncated, else 0
+    step_count: Array  # [T, B] int32
+    final_obs: Array  # [T, B, N, O] float32 true next observation
+
+
+class Trajectory(NamedTuple):
+    """Rollouts of ``U`` updates for the recorder, ``[U, T, B, ...]`` (B = global env index)."""
+
+    obs: Array  # [U, T, B, N, O] float32 raw
+    action: Array  # [U, T, B, N] int32
+    reward: Array  # [U, T, B, N] float32
+    terminated: Array  # [U, T, B] bool
+    truncated: Array  # [U, T, B] bool
+    legal: Array  # [U, T, B, N, A] bool
+    state: Array  # [U, T, B, S] float32
+    log_prob: Array  # [U, T, B, N] float32
+    step_count: Array  # [U, T, B] int32
+    final_obs: Array  # [U, T, B, N, O] float32
+    update: Array  # [U] int32 index of the update that produced the rollout
+
+
+TRAJECTORY_SPECS = Trajectory(*([P(None, None, anakin.AXIS)] * 10), update=REPLICATED)
+
+
+class Batch(NamedTuple):
+    """Training samples, leading axes ``[T, B]`` (or a minibatch of them)."""
+
+    actor_in: Array  # [..., N, Fa] float32
+    critic_in: Array  # [..., N, Fc] float32
+    legal: Array  # [..., N, A] bool
+    action: Array  # [..., N] int32
+    log_prob: Array  # [..., N] float32
+    value: Array  # [..., N] float32
+    advantage: Array  # [..., N] float32
+    target: Array  # [..., N] float32
+
+
+class LossInfo(NamedTuple):
+    total_loss: Array  # []
+    actor_loss: Array  # []
+    value_loss: Array  # []
+    entropy: Array  # []
+    approx_kl: Array  # []
+    clip_frac: Array  # []
+
+
+class UpdateMetrics(NamedTuple):
+    """Per update (``[U]`` after a learner call), averaged over devices."""
+
+    loss: LossInfo  # means over epochs and minibatches
+    episode_return: Array  # [] mean return of episodes finished in the rollout (nan if none)
+    episodes: Array  # [] int32 episodes finished in the rollout (all devices)
+
+
+class Networks(NamedTuple):
+    actor: nn.Module
+    critic: nn.Module
+
+
+# --- pure functions ------------------------------------------------------------------------------
+def compute_gae(
+    r_t: Array,
+    v_t: Array,
+    v_tp1: Array,
+    terminated_t: Array,
+    done_t: Array,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[Array, Array]:
+    """Generalised advantage estimates over a rollout.
+
+    ``delta_t = r_t + gamma * (1 - terminated_t) * v_tp1 - v_t`` and
+    ``A_t = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}``: a termination stops the
+    bootstrap, any episode end (termination or truncation) stops the recursion, and at a
+    truncation ``v_tp1`` must be the value of the true next observation.
+
+    Args:
+        r_t: [T, ...] float32 rewards.
+        v_t: [T, ...] float32 values of the observations acted on.
+        v_tp1: [T, ...] float32 values of the true next observations.
+        terminated_t: [T, ...] bool/float, the step ended the episode by termination.
+        done_t: [T, ...] bool/float, the step ended the episode (terminated or truncated).
+        gamma: discount.
+        gae_lambda: GAE lambda.
+
+    Returns:
+        (advantages, value targets), both [T, ...] float32.
+    """
+    not_term = 1.0 - terminated_t.astype(jnp.float32)
+    not_done = 1.0 - done_t.astype(jnp.float32)
+    delta = r_t + gamma * not_term * v_tp1 - v_t
+
+    def backward(a_tp1: Array, x: tuple[Array, Array]) -> tuple[Array, Array]:
+        delta_t, not_done_t = x
+        a_t = delta_t + gamma * gae_lambda * not_done_t * a_tp1
+        return a_t, a_t
+
+    _, adv = jax.lax.scan(backward, jnp.zeros_like(delta[0]), (delta, not_done), reverse=True)
+    return adv, adv + v_t
+
+
+def ppo_loss(
+    params: Params, batch: Batch, nets: Networks, system: SystemConfig, adv_stats: Array
+) -> tuple[Array, LossInfo]:
+    """Clipped PPO loss of one (mini)batch: policy + ``vf_coef`` * value - ``ent_coef`` * entropy.
+
+    Args:
+        params: actor and critic parameters.
+        batch: samples with any leading axes.
+        nets: the modules.
+        system: clip_eps, ent_coef and vf_coef are read.
+        adv_stats: [2] float32 mean and std used to normalise the advantages (the whole
+            minibatch's, over all devices).
+
+    Returns:
+        the scalar loss and its parts (means over the local samples).
+    """
+    dist = MaskedCategorical.from_logits(nets.actor.apply(params.actor, batch.actor_in), batch.legal)
+    log_prob = dist.log_prob(batch.action)
+    log_ratio = log_prob - batch.log_prob
+    ratio = jnp.exp(log_ratio)
+    adv = (batch.advantage - adv_stats[0]) / (adv_stats[1] + 1e-8)
+    clipped = jnp.clip(ratio, 1.0 - system.clip_eps, 1.0 + system.clip_eps)
+    policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
+    entropy = jnp.mean(dist.entropy())
+
+    value = nets.critic.apply(params.critic, batch.critic_in)
+    v_clipped = batch.value + jnp.clip(value - batch.value, -system.clip_eps, system.clip_eps)
+    value_loss = 0.5 * jnp.mean(
+        jnp.maximum(jnp.square(value - batch.target), jnp.square(v_clipped - batch.target))
+    )
+    actor_loss = policy_loss - system.ent_coef * entropy
+    total = actor_loss + system.vf_coef * value_loss
+    info = LossInfo(
+        total_loss=total,
+        actor_loss=policy_loss,
+        value_loss=value_loss,
+        entropy=entropy,
+        approx_kl=jnp.mean((ratio - 1.0) - log_ratio),
+        clip_frac=jnp.mean((jnp.abs(ratio - 1.0) > system.clip_eps).astype(jnp.float32)),
+    )
+    return total, info
+
+
+def network_inputs(
+    obs: Array, state: Array, system: SystemConfig
+) -> tuple[Array, Array]:
+    """Actor and critic inputs from raw ``obs`` [..., N, O] and ``state`` [..., S].
+
+    Returns:
+        ([..., N, O(+N)], [..., N, O(+N)] or [..., N, S(+N)] for the centralised critic).
+    """
+    n = obs.shape[-2]
+    critic_in = obs
+    if system.centralised_critic:
+        critic_in = jnp.broadcast_to(state[..., None, :], (*state.shape[:-1], n, state.shape[-1]))
+    if system.add_agent_ids:
+        return add_agent_ids(obs), add_agent_ids(critic_in)
+    return obs, critic_in
+
+
+# --- learner -------------------------------------------------------------------------------------
+def make_networks(spec: EnvSpec, config: Config) -> Networks:
+    """The actor and critic modules for ``spec``."""
+    return Networks(
+        actor=Actor(spec.action_dim, config.network.actor_hidden),
+        critic=Critic(config.network.critic_hidden),
+    )
+
+
+def make_optimiser(config: Config) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam (eps 1e-5), optionally with a linearly decaying rate."""
+    system = config.system
+    lr: float | optax.Schedule = system.lr
+    if system.decay_lr:
+        steps = config.num_updates * system.ppo_epochs * system.num_minibatches
+        lr = optax.linear_schedule(system.lr, 0.0, steps)
+    return optax.chain(optax.clip_by_global_norm(system.max_grad_norm), optax.adam(lr, eps=1e-5))
+
+
+def _final_state(spec: EnvSpec, final_obs: Array, state: Array) -> Array:
+    """The global state of ``final_obs`` (see module docstring)."""
+    n, o = final_obs.shape[-2:]
+    if spec.state_dim == n * o:
+        return final_obs.reshape(*final_obs.shape[:-2], n * o)
+    return state
+
+
+def make_rollout(
+    vec: VecEnv, nets: Networks, config: Config
+) -> Callable[[Params, LearnerState], tuple[LearnerState, Transition, Array]]:
+    """``rollout(params, state) -> (state, transitions [T, B], last_value [B, N])``."""
+    system = config.system
+
+    def critic_on(params: Params, obs: Array, state: Array) -> Array:
+        return nets.critic.apply(params.critic, network_inputs(obs, state, system)[1])
+
+    def step(params: Params, carry: LearnerState, _: Any) -> tuple[LearnerState, Transition]:
+        ts = carry.timestep
+        actor_in, critic_in = network_inputs(ts.obs, ts.state, system)
+        dist = MaskedCategorical.from_logits(nets.actor.apply(params.actor, actor_in), ts.legal)
+        value = nets.critic.apply(params.critic, critic_in)
+        keys = jax.vmap(jax.random.split)(carry.env_keys)  # [B, 2, 2]
+        action = jax.vmap(lambda k, lg: jax.random.categorical(k, lg))(keys[:, 1], dist.logits)
+        action = action.astype(jnp.int32)
+        vstate, out = vec.step(carry.vstate, action)
+        nts = out.timestep
+
+        def final_values(_: Array) -> Array:
+            v = critic_on(params, out.final_obs, _final_state(vec.spec, out.final_obs, ts.state))
+            return jnp.where(nts.truncated[:, None], v, 0.0)
+
+        final_value = jax.lax.cond(jnp.any(nts.truncated), final_values, jnp.zeros_like, value)
+        tr = Transition(
+            obs=ts.obs, legal=ts.legal, state=ts.state, action=action, reward=nts.reward,
+            terminated=nts.terminated, truncated=nts.truncated,
+            log_prob=dist.log_prob(action), value=value, final_value=final_value,
+            step_count=ts.step_count, final_obs=out.final_obs,
+        )  # fmt: skip
+        carry = carry._replace(vstate=vstate, timestep=nts, env_keys=keys[:, 0])
+        return carry, (tr, out.metrics)
+
+    def rollout(params: Params, state: LearnerState) -> tuple[LearnerState, Transition, Any]:
+        state, (traj, metrics) = jax.lax.scan(
+            lambda c, x: step(params, c, x), state, None, length=system.rollout_length
+        )
+        last = critic_on(params, state.timestep.obs, state.timestep.state)
+        return state, traj, (last, metrics)
+
+    return rollout
+
+
+def _batch(traj: Transition, last_value: Array, system: SystemConfig) -> Batch:
+    """GAE and network inputs for a rollout."""
+    next_value = jnp.concatenate([traj.value[1:], last_value[None]], axis=0)
+    trunc = traj.truncated[..., None]
+    v_tp1 = jnp.where(trunc, traj.final_value, next_value)
+    term = jnp.broadcast_to(traj.terminated[..., None], traj.reward.shape)
+    done = jnp.broadcast_to((traj.terminated | traj.truncated)[..., None], traj.reward.shape)
+    adv, target = compute_gae(
+        traj.reward, traj.value, v_tp1, term, done, system.gamma, system.gae_lambda
+    )
+    actor_in, critic_in = network_inputs(traj.obs, traj.state, system)
+    return Batch(
+        actor_in, critic_in, traj.legal, traj.action, traj.log_prob, traj.value, adv, target
+    )
+
+
+def make_update_step(
+    vec: VecEnv, nets: Networks, config: Config, return_trajectories: bool = False
+) -> Callable[[LearnerState, Any], tuple[LearnerState, tuple[UpdateMetrics, Any]]]:
+    """One PPO update (rollout, GAE, epochs x minibatches) on this device's envs.
+
+    Must run inside :func:`anakin.shard_jit` (it uses ``pmean`` over the env axis).
+    """
+    system = config.system
+    opt = make_optimiser(config)
+    rollout = make_rollout(vec, nets, config)
+    t, m = system.rollout_length, system.num_minibatches
+
+    def minibatch(carry: tuple[Params, OptStates], mb: Batch):
+        params, opt_states = carry
+        mean = anakin.pmean(jnp.mean(mb.advantage))
+        mean_sq = anakin.pmean(jnp.mean(jnp.square(mb.advantage)))
+        stats = jnp.stack([mean, jnp.sqrt(jnp.maximum(mean_sq - mean**2, 0.0))])
+        grads, info = jax.grad(ppo_loss, has_aux=True)(params, mb, nets, system, stats)
+        grads, info = anakin.pmean((grads, info))
+        a_upd, a_opt = opt.update(grads.actor, opt_states.actor, params.actor)
+        c_upd, c_opt = opt.update(grads.critic, opt_states.critic, params.critic)
+        params = Params(optax.apply_updates(params.actor, a_upd),
+                        optax.apply_updates(params.critic, c_upd))  # fmt: skip
+        return (params, OptStates(a_opt, c_opt)), info
+
+    def epoch(carry: tuple[Params, OptStates], key: Array, batch: Batch):
+        idx = jax.random.permutation(key, t).reshape(m, t // m)
+        mbs = jax.tree.map(lambda x: x[idx], batch)  # [M, T/M, B, ...]
+        return jax.lax.scan(minibatch, carry, mbs)
+
+    def update_step(state: LearnerState, _: Any):
+        state, traj, (last_value, ep) = rollout(state.params, state)
+        batch = _batch(traj, last_value, system)
+        learner_key, epoch_key = jax.random.split(state.learner_key)
+        keys = jax.random.split(epoch_key, system.ppo_epochs)
+        (params, opt_states), info = jax.lax.scan(
+            lambda c, k: epoch(c, k, batch), (state.params, state.opt_states), keys
+        )
+        n_done = anakin.psum(jnp.sum(ep.done))
+        ret_sum = anakin.psum(jnp.sum(jnp.where(ep.done, ep.episode_return, 0.0)))
+        metrics = UpdateMetrics(
+            loss=jax.tree.map(jnp.mean, info),
+            episode_return=jnp.where(n_done > 0, ret_sum / jnp.maximum(n_done, 1), jnp.nan),
+            episodes=n_done.astype(jnp.int32),
+        )
+        out = _trajectory(traj, state.update) if return_trajectories else None
+        state = state._replace(
+            params=params, opt_states=opt_states, learner_key=learner_key, update=state.update + 1
+        )
+        return state, (metrics, out)
+
+    return update_step
+
+
+def _trajectory(traj: Transition, update: Array) -> Trajectory:
+    return Trajectory(
+        obs=traj.obs, action=traj.action, reward=traj.reward, terminated=traj.terminated,
+        truncated=traj.truncated, legal=traj.legal, state=traj.state, log_prob=traj.log_prob,
+        step_count=traj.step_count, final_obs=traj.final_obs, update=update,
+    )  # fmt: skip
+
+
+# --- assembly ------------------------------------------------------------------------------------
+class Learner(NamedTuple):
+    """A built IPPO learner: frozen bundle of bound functions.
+
+    ``init(key) -> LearnerState`` (placed on the mesh);
+    ``learn(state) -> (state, UpdateMetrics [U], Trajectory [U, T, B] | None)`` runs
+    ``config.updates_per_call`` updates in one jitted call (``state`` is donated).
+    """
+
+    config: Config
+    spec: EnvSpec
+    mesh: jax.sharding.Mesh
+    nets: Networks
+    init: Callable[[Array], LearnerState]
+    learn: Callable[[LearnerState], tuple[LearnerState, UpdateMetrics, Trajectory | None]]
+
+
+def make_train(
+    config: Config,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    return_trajectories: bool = False,
+    updates_per_call: int | None = None,
+) -> Learner:
+    """Build the learner for ``config`` on ``mesh`` (default: all local devices).
+
+    Args:
+        config: the resolved run config.
+        mesh: from :func:`anakin.make_mesh`.
+        return_trajectories: (static) also return the rollouts of every update, ``[U, T, B]``.
+        updates_per_call: U, default ``config.updates_per_call``.
+
+    Raises:
+        ConfigError: if ``arch.num_envs`` does not split over the devices.
+    """
+    mesh = anakin.make_mesh() if mesh is None else mesh
+    env = make_env(config.env.env_name, config.env.scenario)
+    local = anakin.local_count(config.arch.num_envs, mesh, "arch.num_envs")
+    nets = make_networks(env.spec, config)
+    update_step = make_update_step(VecEnv(env, local), nets, config, return_trajectories)
+    u = config.updates_per_call if updates_per_call is None else updates_per_call
+
+    def learn_local(state: LearnerState):
+        state, (metrics, traj) = jax.lax.scan(update_step, state, None, length=u)
+        return state, metrics, traj
+
+    traj_specs = TRAJECTORY_SPECS if return_trajectories else None
+    learn = anakin.shard_jit(
+        learn_local, mesh, (LEARNER_SPECS,), (LEARNER_SPECS, REPLICATED, traj_specs), donate=(0,)
+    )
+    init = _make_init(VecEnv(env, config.arch.num_envs), nets, config, mesh)
+    return Learner(config, env.spec, mesh, nets, init, learn)
+
+
+def _make_init(vec: VecEnv, nets: Networks, config: Config, mesh) -> Callable:
+    opt = make_optimiser(config)
+
+    @jax.jit
+    def init_global(key: Array) -> LearnerState:
+        k_env, k_act, k_learn, k_actor, k_critic = jax.random.split(key, 5)
+        vstate, ts = vec.reset(k_env)
+        actor_in, critic_in = network_inputs(ts.obs[0], ts.state[0], config.system)
+        params = Params(nets.actor.init(k_actor, actor_in), nets.critic.init(k_critic, critic_in))
+        opt_states = OptStates(opt.init(params.actor), opt.init(params.critic))
+        env_keys = jax.random.split(k_act, vec.num_envs)
+        return LearnerState(
+            params, opt_states, vstate, ts, env_keys, k_learn, jnp.zeros((), jnp.int32)
+        )
+
+    def init(key: Array) -> LearnerState:
+        return anakin.put(init_global(key), mesh, LEARNER_SPECS)
+
+    return init
