@@ -1,0 +1,225 @@
+"""The on-disk vault format: constants, leaf names and ``metadata.json`` parsing.
+
+No I/O happens here; :mod:`marlvault.vault.store` does the reading and writing. See
+``docs/FORMAT.md`` for the full specification. A vault looks like this::
+
+    <path or url>/
+      metadata.json            # flashbax fields + our keys under "marlvault"
+      marlvault.lock           # only while a writer holds the vault (local paths)
+      manifest.ocdbt, d/, ...  # one OCDBT database holding zarr v2 arrays:
+        observations./         #   (B, CAPACITY, *leaf) per leaf, named "<dotted.path>."
+        infos.legals./
+        vault_index/           #   (1,) int32: committed time steps
+        __marlvault__/episodes/        # (CAPACITY, 6) float64 finished episodes
+        __marlvault__/episode_cursor/  # (B + 1, 2) float64 index state
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from marlvault.errors import NotAVaultError, VaultCorruptError, VaultVersionError
+
+METADATA_FILE = "metadata.json"
+LOCK_FILE = "marlvault.lock"
+INDEX_ARRAY = "vault_index"
+EPISODES_ARRAY = "__marlvault__/episodes"
+CURSOR_ARRAY = "__marlvault__/episode_cursor"
+FLASHBAX_VERSION = 1.2
+"""The flashbax format version we write (major 1 is what we read)."""
+FORMAT_REVISION = 1
+"""Revision of our additions (keys under ``"marlvault"``, episode arrays)."""
+TIME_CAPACITY = int(10e12)
+"""Length of every leaf's time axis, as flashbax uses; chunks beyond the data never exist."""
+EPISODE_CAPACITY = int(1e12)
+EPISODE_CHUNK = 8192
+EPISODE_COLUMNS = ("row", "start", "length", "return", "terminated", "truncated")
+RESERVED_KEYS = ("version", "structure_shape", "structure_dtype")
+DEFAULT_COMPRESSION: dict[str, Any] = {
+    "id": "blosc",
+    "cname": "zstd",
+    "clevel": 3,
+    "shuffle": 1,
+}
+"""Default zarr compressor, chosen by measurement (see docs/BENCHMARKS.md)."""
+CHUNK_TARGET_BYTES = 4 << 20
+"""Target uncompressed size of one chunk of the largest leaf."""
+
+# Keys the episode index reads (first match wins), see docs/FORMAT.md.
+TERMINAL_KEYS = ("terminals", "terminal", "terminated", "dones", "done")
+TRUNCATION_KEYS = ("truncations", "truncation", "truncated")
+REWARD_KEYS = ("rewards", "reward")
+
+
+def leaf_array_name(key: str) -> str:
+    """Array name of a flat leaf key, as flashbax names it (``"infos.legals"`` → ``"infos.legals."``)."""
+    return key + "."
+
+
+@dataclass(frozen=True)
+class LeafSpec:
+    """One leaf of the experience structure, per time step."""
+
+    key: str
+    """Flat dotted key, e.g. ``"infos.legals"``."""
+    shape: tuple[int, ...]
+    """Per-step shape (without the leading ``(B, T)``)."""
+    dtype: np.dtype
+    """Element dtype."""
+
+    @property
+    def step_bytes(self) -> int:
+        """Bytes of one time step of one row."""
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class VaultMeta:
+    """Parsed ``metadata.json``."""
+
+    version: float
+    num_rows: int
+    leaves: tuple[LeafSpec, ...]  # sorted by key
+    raw: dict[str, Any]
+
+    @property
+    def ours(self) -> dict[str, Any]:
+        """Our keys (empty for vaults written by flashbax)."""
+        value = self.raw.get("marlvault")
+        return value if isinstance(value, dict) else {}
+
+
+def flatten_nested(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts into ``{"a.b": leaf}``."""
+    out: dict[str, Any] = {}
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            out.update(flatten_nested(value, key + "."))
+        else:
+            out[key] = value
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten_nested`."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def build_metadata(
+    num_rows: int,
+    leaves: tuple[LeafSpec, ...],
+    time_len: int,
+    ours: dict[str, Any],
+    user: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSON document written to ``metadata.json``.
+
+    Args:
+        num_rows: B.
+        leaves: the structure.
+        time_len: the T written into the ``"(B, T, ...)"`` shape strings (our chunk length).
+        ours: the ``"marlvault"`` section.
+        user: free top-level keys (as flashbax's ``metadata=``).
+    """
+    shapes = {leaf.key: str((num_rows, time_len, *leaf.shape)) for leaf in leaves}
+    dtypes = {leaf.key: leaf.dtype.name for leaf in leaves}
+    return {
+        "version": FLASHBAX_VERSION,
+        "structure_shape": unflatten(shapes),
+        "structure_dtype": unflatten(dtypes),
+        **user,
+        "marlvault": ours,
+    }
+
+
+def _bad(path: str, what: str) -> NotAVaultError:
+    return NotAVaultError(
+        f"{path}/{METADATA_FILE}: expected a flashbax/marlvault vault metadata document, {what}; "
+        "fix: point at the vault directory itself (the one holding metadata.json)"
+    )
+
+
+def _parse_leaf(path: str, key: str, shape_str: Any, dtype_str: Any) -> tuple[int, LeafSpec]:
+    try:
+        shape = ast.literal_eval(shape_str) if isinstance(shape_str, str) else None
+        dtype = np.dtype(dtype_str)
+    except (ValueError, SyntaxError, TypeError) as err:
+        raise VaultCorruptError(
+            f"{path}/{METADATA_FILE}: leaf {key!r} expected shape '(B, T, ...)' and a dtype name, "
+            f"found {shape_str!r} / {dtype_str!r} ({err}); fix: restore metadata.json"
+        ) from None
+    if not isinstance(shape, tuple) or len(shape) < 2 or not all(isinstance(d, int) for d in shape):
+        raise VaultCorruptError(
+            f"{path}/{METADATA_FILE}: leaf {key!r} expected shape '(B, T, ...)', found "
+            f"{shape_str!r}; fix: restore metadata.json"
+        )
+    return shape[0], LeafSpec(key=key, shape=tuple(shape[2:]), dtype=dtype)
+
+
+def parse_metadata(path: str, data: bytes) -> VaultMeta:
+    """Parse and validate ``metadata.json``.
+
+    Raises:
+        VaultCorruptError: not valid JSON (e.g. truncated) or inconsistent structure.
+        NotAVaultError: JSON, but not vault metadata.
+        VaultVersionError: a newer major version.
+    """
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise VaultCorruptError(
+            f"{path}/{METADATA_FILE}: expected a JSON document, found {len(data)} bytes that do "
+            f"not parse ({err}); fix: restore metadata.json from a copy or recreate the vault"
+        ) from None
+    if not isinstance(raw, dict) or "version" not in raw or "structure_shape" not in raw:
+        raise _bad(path, "found no 'version'/'structure_shape' keys")
+    version = raw["version"]
+    if not isinstance(version, (int, float)):
+        raise _bad(path, f"found version {version!r}")
+    if int(version // 1) > int(FLASHBAX_VERSION // 1):
+        raise VaultVersionError(
+            f"{path}: written with format version {version}, this marlvault reads major version "
+            f"{int(FLASHBAX_VERSION)}; fix: upgrade marlvault"
+        )
+    shapes = flatten_nested(raw["structure_shape"]) if isinstance(raw["structure_shape"], dict) else {}
+    dtypes_raw = raw.get("structure_dtype")
+    dtypes = flatten_nested(dtypes_raw) if isinstance(dtypes_raw, dict) else {}
+    if not shapes or set(shapes) != set(dtypes):
+        raise VaultCorruptError(
+            f"{path}/{METADATA_FILE}: expected the same leaves in structure_shape and "
+            f"structure_dtype, found {sorted(shapes)} and {sorted(dtypes)}; fix: restore metadata.json"
+        )
+    rows = set()
+    leaves = []
+    for key in sorted(shapes):
+        b, leaf = _parse_leaf(path, key, shapes[key], dtypes[key])
+        rows.add(b)
+        leaves.append(leaf)
+    if len(rows) != 1:
+        raise VaultCorruptError(
+            f"{path}/{METADATA_FILE}: expected one B across leaves, found {sorted(rows)}; "
+            "fix: restore metadata.json"
+        )
+    return VaultMeta(version=float(version), num_rows=rows.pop(), leaves=tuple(leaves), raw=raw)
+
+
+def default_chunk_steps(num_rows: int, leaves: tuple[LeafSpec, ...]) -> int:
+    """Time steps per chunk: a power of two so the largest leaf's chunk is ~4 MiB."""
+    largest = max(max(leaf.step_bytes for leaf in leaves), 1) * max(num_rows, 1)
+    steps = 1
+    while steps * 2 * largest <= CHUNK_TARGET_BYTES and steps < 8192:
+        steps *= 2
+    return steps

@@ -1,0 +1,115 @@
+"""One writer at a time: a lock file (local) or lock object (s3/gs) named ``marlvault.lock``.
+
+Local: created with ``O_CREAT | O_EXCL`` holding ``{"pid", "host", "time"}``; a lock left by a
+dead process on the same host is stale and is taken over. Object stores have no cheap exclusive
+create, so the lock object is read first and written if absent; a leftover lock (crashed writer)
+is reported with the holder and can be broken with ``break_lock=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+from marlvault.errors import VaultLockedError
+from marlvault.vault.format import LOCK_FILE
+from marlvault.vault.store import Store
+
+
+def _holder() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _locked_error(where: str, info: dict, hint: str) -> VaultLockedError:
+    return VaultLockedError(
+        f"{where}: expected no other writer, found lock {LOCK_FILE} held by pid "
+        f"{info.get('pid')} on host {info.get('host')!r} since "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(info.get('time', 0)))} UTC; fix: {hint}"
+    )
+
+
+@dataclass
+class WriterLock:
+    """A held writer lock; :meth:`release` removes it."""
+
+    store: Store
+    released: bool = False
+
+    @classmethod
+    def acquire(cls, store: Store, break_lock: bool = False) -> WriterLock:
+        """Take the lock or raise :class:`VaultLockedError`."""
+        if store.location.kind == "file":
+            _acquire_local(os.path.join(store.location.local_path or "", LOCK_FILE), store, break_lock)
+        else:
+            _acquire_object(store, break_lock)
+        return cls(store)
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        if self.store.location.kind == "file":
+            try:
+                os.unlink(os.path.join(self.store.location.local_path or "", LOCK_FILE))
+            except FileNotFoundError:
+                pass
+        else:
+            self.store.delete_key(LOCK_FILE)
+
+
+def _read_info(raw: bytes | None) -> dict:
+    try:
+        info = json.loads(raw or b"{}")
+        return info if isinstance(info, dict) else {}
+    except ValueError:
+        return {}
+
+
+def _acquire_local(path: str, store: Store, break_lock: bool) -> None:
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(path, "rb") as fh:
+                    info = _read_info(fh.read())
+            except FileNotFoundError:
+                continue
+            same_host = info.get("host") == socket.gethostname()
+            stale = same_host and isinstance(info.get("pid"), int) and not _pid_alive(info["pid"])
+            if stale or break_lock or not info:
+                os.unlink(path)
+                continue
+            raise _locked_error(
+                store.location.display,
+                info,
+                "close the other writer, or if it is gone, open with break_lock=True",
+            ) from None
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_holder(), fh)
+        return
+    raise _locked_error(store.location.display, {}, "retry; the lock file keeps changing")
+
+
+def _acquire_object(store: Store, break_lock: bool) -> None:
+    info = _read_info(store.read_key(LOCK_FILE)) if not break_lock else {}
+    if info:
+        raise _locked_error(
+            store.location.display,
+            info,
+            "stop the other writer; if it crashed, open with break_lock=True",
+        )
+    store.write_key(LOCK_FILE, json.dumps(_holder()).encode())

@@ -1,0 +1,221 @@
+"""The only module that talks to tensorstore: locations, keys, zarr arrays in one OCDBT database.
+
+Locations are local paths, ``s3://bucket/prefix`` or ``gs://bucket/prefix``. Object-store
+credentials come from the usual environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_SESSION_TOKEN``, ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL[_S3]`` for custom
+endpoints; Google application-default credentials for ``gs://``) and are never logged.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tensorstore as ts
+
+from marlvault.errors import StorageFullError, VaultError
+
+_FULL_MARKERS = ("no space left", "file too large", "disk quota", "enospc", "efbig", "edquot")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a vault lives."""
+
+    display: str
+    """Path or URL as shown in messages (no credentials)."""
+    kind: str
+    """``"file"``, ``"s3"`` or ``"gs"``."""
+    base: dict[str, Any] = field(hash=False)
+    """tensorstore kvstore spec of the vault directory (path ends with ``/``)."""
+
+    @property
+    def local_path(self) -> str | None:
+        return self.display if self.kind == "file" else None
+
+
+def parse_location(path_or_url: str | os.PathLike) -> Location:
+    """Turn a path or ``s3://``/``gs://`` URL into a :class:`Location`."""
+    text = os.fspath(path_or_url)
+    for scheme in ("s3", "gs"):
+        prefix = f"{scheme}://"
+        if text.startswith(prefix):
+            bucket, _, key = text[len(prefix) :].partition("/")
+            key = key.strip("/")
+            base: dict[str, Any] = {
+                "driver": "s3" if scheme == "s3" else "gcs",
+                "bucket": bucket,
+                "path": f"{key}/" if key else "",
+            }
+            if scheme == "s3":
+                base.update(_s3_options())
+            return Location(display=f"{prefix}{bucket}/{key}", kind=scheme, base=base)
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    path = os.path.abspath(os.path.expanduser(text))
+    return Location(display=path, kind="file", base={"driver": "file", "path": path + "/"})
+
+
+def _s3_options() -> dict[str, Any]:
+    opts: dict[str, Any] = {"aws_credentials": {"type": "environment"}}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        opts["endpoint"] = endpoint
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region or endpoint:
+        opts["aws_region"] = region or "us-east-1"
+    if not os.environ.get("AWS_ACCESS_KEY_ID"):
+        opts["aws_credentials"] = {"type": "default"}
+    return opts
+
+
+def is_storage_full(err: BaseException) -> bool:
+    """Whether an exception means the storage is out of space or over a size limit."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return True
+    return any(marker in str(err).lower() for marker in _FULL_MARKERS)
+
+
+def raise_storage(err: BaseException, where: str, doing: str) -> None:
+    """Re-raise a tensorstore/OS failure as a :class:`VaultError` subclass (never returns)."""
+    if isinstance(err, VaultError):
+        raise err
+    if is_storage_full(err):
+        raise StorageFullError(
+            f"{where}: ran out of space while {doing} (expected room for the write, found: "
+            f"{err}); committed data is unchanged; fix: free space or use a larger volume, "
+            "then reopen with mode='a' and append again"
+        ) from err
+    raise VaultError(f"{where}: storage failure while {doing}: {err}") from err
+
+
+class Store:
+    """Keys and zarr arrays of one vault location (one OCDBT database)."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self.context = ts.Context({"file_io_sync": True})
+        self.kv = ts.KvStore.open(location.base, context=self.context).result()
+
+    def refresh(self) -> None:
+        """Drop all caches so the next opens see other processes' commits."""
+        self.context = ts.Context({"file_io_sync": True})
+        self.kv = ts.KvStore.open(self.location.base, context=self.context).result()
+
+    # --- plain keys -------------------------------------------------------------------------
+    def read_key(self, key: str) -> bytes | None:
+        result = self.kv.read(key).result()
+        return bytes(result.value) if result.state == "value" else None
+
+    def write_key(self, key: str, value: bytes) -> None:
+        """Write one key atomically and durably (temp + rename on local disks)."""
+        try:
+            self.kv.write(key, value).result()
+        except Exception as err:  # noqa: BLE001 - mapped to our errors
+            raise_storage(err, self.location.display, f"writing {key}")
+
+    def delete_key(self, key: str) -> None:
+        self.kv.delete_range(ts.KvStore.KeyRange(key, key + "\0")).result()
+
+    def has_any_key(self) -> bool:
+        """Whether anything at all is stored at the location."""
+        if self.location.kind == "file":
+            path = self.location.local_path or ""
+            return os.path.isdir(path) and bool(os.listdir(path))
+        return bool(self.kv.list().result())
+
+    def exists_dir(self) -> bool:
+        if self.location.kind == "file":
+            return os.path.exists(self.location.local_path or "")
+        return self.has_any_key()
+
+    # --- arrays -----------------------------------------------------------------------------
+    def _spec(self, name: str) -> dict[str, Any]:
+        return {
+            "driver": "zarr",
+            "kvstore": {"driver": "ocdbt", "base": self.location.base, "path": name},
+        }
+
+    def open_array(self, name: str) -> ts.TensorStore:
+        """Open an existing zarr array of the database."""
+        return ts.open(self._spec(name), context=self.context, open=True).result()
+
+    def open_arrays(self, names: Sequence[str]) -> list[ts.TensorStore]:
+        """Open several existing arrays concurrently."""
+        futures = [ts.open(self._spec(n), context=self.context, open=True) for n in names]
+        return [f.result() for f in futures]
+
+    def create_array(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        chunks: tuple[int, ...],
+        compressor: dict[str, Any] | None,
+    ) -> ts.TensorStore:
+        """Create a zarr v2 array (fill value 0, C order)."""
+        spec = self._spec(name)
+        spec["metadata"] = {
+            "shape": list(shape),
+            "chunks": list(chunks),
+            "dtype": np.dtype(dtype).str,
+            "compressor": compressor,
+            "fill_value": None,
+            "order": "C",
+        }
+        return ts.open(spec, context=self.context, create=True).result()
+
+    def atomic_write(self, writes: Sequence[tuple[ts.TensorStore, Any, np.ndarray]]) -> None:
+        """Write ``store[index] = value`` for each triple in one atomic OCDBT commit."""
+        txn = ts.Transaction(atomic=True)
+        futures = [store.with_transaction(txn)[index].write(value) for store, index, value in writes]
+        for future in futures:
+            future.result()
+        txn.commit_async().result()
+
+    def size_on_disk(self) -> int:
+        """Total bytes stored at the location."""
+        if self.location.kind == "file":
+            total = 0
+            for root, _, files in os.walk(self.location.local_path or ""):
+                for name in files:
+                    try:
+                        total += os.path.getsize(os.path.join(root, name))
+                    except OSError:
+                        continue
+            return total
+        total = 0
+        for key in self.kv.list().result():
+            value = self.kv.read(key).result().value
+            total += len(value)
+        return total
+
+
+def write_all(items: Sequence[tuple[ts.TensorStore, Any, np.ndarray]]) -> None:
+    """Issue every write at once (tensorstore compresses chunks in parallel), wait durably."""
+    futures = [store[index].write(value) for store, index, value in items]
+    errors = []
+    for future in futures:
+        try:
+            future.result()
+        except Exception as err:  # noqa: BLE001 - collected, first re-raised
+            errors.append(err)
+    if errors:
+        raise errors[0]
+
+
+def read_all(items: Sequence[tuple[ts.TensorStore, Any]]) -> list[np.ndarray]:
+    """Issue every read at once, return numpy arrays in order."""
+    futures = [store[index].read() for store, index in items]
+    return [np.asarray(f.result()) for f in futures]
+
+
+def oindex(store: ts.TensorStore, rows: Any) -> ts.TensorStore:
+    """Outer-index a store by a row selection (int array) when needed."""
+    if isinstance(rows, np.ndarray):
+        return store.oindex[rows]
+    return store
