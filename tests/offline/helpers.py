@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-B, T, N, O, A, S = 2, 10, 2, 3, 4, 5
+B, T, N, O, A, S = 2, 10, 2, 3, 4, 5  # noqa: E741
 
 
 def handmade_tree(with_next_obs: bool = False, with_state: bool = True) -> dict:
@@ -37,3 +37,34 @@ def handmade_tree(with_next_obs: bool = False, with_state: bool = True) -> dict:
         next_obs[0, 7, :, 0] = 999.0  # the real observation after the truncation
         tree["infos"]["next_obs"] = next_obs
     return tree
+
+
+def synthetic_tree(rows: int = 4, steps: int = 48, seed: int = 0) -> dict:
+    """A learnable dataset: the recorded action of each agent is the arg-max of its first A
+    observation entries; reward 1 when it is 0 mod 2; episodes of 5-12 steps; last action
+    illegal everywhere. Truncation every other episode."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(rows, steps, N, O + A)).astype(np.float32)
+    legals = np.ones((rows, steps, N, A), np.float32)
+    legals[..., A - 1] = 0.0
+    actions = np.argmax(obs[..., : A - 1], axis=-1).astype(np.int32)
+    rewards = (actions % 2 == 0).astype(np.float32)
+    terminals = np.zeros((rows, steps, N), np.float32)
+    truncations = np.zeros((rows, steps, N), np.float32)
+    for b in range(rows):
+        t, k = 0, 0
+        while True:
+            t += int(rng.integers(5, 13))
+            if t > steps:
+                break
+            (terminals if k % 2 else truncations)[b, t - 1] = 1.0
+            k += 1
+    state = obs.reshape(rows, steps, -1).copy()
+    return {
+        "observations": obs,
+        "actions": actions,
+        "rewards": rewards,
+        "terminals": terminals,
+        "truncations": truncations,
+        "infos": {"legals": legals, "state": state},
+    }

@@ -1,0 +1,173 @@
+"""QMIX with conservative Q-learning (QMIX+CQL), recurrent, discrete actions, global state.
+
+The per-agent GRU Q-network of ``iql_cql.py`` (shared, agent ids in the input) feeds a monotonic
+mixing network whose weights are produced from the global state by hyper-networks::
+
+    Q_tot(s, a) = w2(s) . elu(W1(s)^T q(a) + b1(s)) + b2(s),   W1, w2 >= 0 (absolute values)
+    y_t   = mean_agents(r_t) + gamma * (1 - terminal_t) * Q_tot^target(s_{t+1}, a*_{t+1})
+    loss  = mean over steps with target_mask of (Q_tot(s_t, a_t) - y_t)^2 + cql_weight * cql
+
+``a*`` is each agent's greedy legal action under the online network (double Q); the CQL term is
+the per-agent one of IQL+CQL. The vault must hold ``infos.state``: without it the dataset raises
+:class:`~marlvault.errors.DatasetError` (build the dataset with ``need_state=True``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from marlvault.errors import ConfigError, DatasetError
+from marlvault.networks import RecurrentQNetwork, ScannedRNN
+from marlvault.offline import iql_cql
+from marlvault.offline.common import Algorithm, make_optimizer, make_scan_train, masked_mean
+from marlvault.offline.dataset import DataSpec, DeviceData, SequenceBatch, make_sampler
+
+Array = jax.Array
+
+
+@dataclass(frozen=True)
+class Config(iql_cql.Config):
+    """Hyper-parameters of QMIX+CQL (those of IQL+CQL plus the mixer's)."""
+
+    mixer_embed: int = 32
+    """Width of the mixing network's hidden layer."""
+    hyper_hidden: int = 64
+    """Width of the hyper-networks' hidden layer."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mixer_embed < 1 or self.hyper_hidden < 1:
+            raise ConfigError(
+                f"system.mixer_embed/hyper_hidden: expected >= 1, got {self.mixer_embed}, "
+                f"{self.hyper_hidden}"
+            )
+
+
+TrainState = iql_cql.TrainState  # params = {"agent": ..., "mixer": ...}
+
+
+class QMixer(nn.Module):
+    """Monotonic mixer: (q [..., N], state [..., S]) -> Q_tot [...]."""
+
+    num_agents: int
+    embed: int = 32
+    hyper_hidden: int = 64
+
+    @nn.compact
+    def __call__(self, q: Array, state: Array) -> Array:
+        n, e = self.num_agents, self.embed
+        hyper = nn.Dense(self.hyper_hidden)
+        w1 = jnp.abs(nn.Dense(n * e)(nn.relu(hyper(state)))).reshape(*state.shape[:-1], n, e)
+        b1 = nn.Dense(e)(state)
+        hidden = nn.elu(jnp.einsum("...n,...ne->...e", q, w1) + b1)
+        w2 = jnp.abs(nn.Dense(e)(nn.relu(nn.Dense(self.hyper_hidden)(state))))
+        b2 = nn.Dense(1)(nn.relu(nn.Dense(e)(state)))[..., 0]
+        return jnp.sum(hidden * w2, axis=-1) + b2
+
+
+class Nets(NamedTuple):
+    agent: RecurrentQNetwork
+    mixer: QMixer
+
+
+def qmix_cql_loss(nets: Nets, params: Any, target_params: Any, batch: SequenceBatch,
+                  config: Config) -> tuple[Array, dict]:
+    """QMIX+CQL loss of one batch of windows (time-major, ``state`` [L+1, K, S])."""
+    q_all = iql_cql.q_sequence(nets.agent, params["agent"], batch.obs, config.rnn_size)
+    q_target_all = iql_cql.q_sequence(nets.agent, target_params["agent"], batch.obs,
+                                      config.rnn_size)
+    q_a = jnp.take_along_axis(q_all[:-1], batch.actions[..., None], axis=-1)[..., 0]
+    v_next = iql_cql.double_q_next(q_all[1:], q_target_all[1:], batch.legal[1:])  # [L, K, N]
+    q_tot = nets.mixer.apply(params["mixer"], q_a, batch.state[:-1])  # [L, K]
+    v_tot = nets.mixer.apply(target_params["mixer"], v_next, batch.state[1:])
+    y = batch.rewards.mean(axis=-1) + config.gamma * (1.0 - batch.terminal) * v_tot
+    td = masked_mean(jnp.square(q_tot - jax.lax.stop_gradient(y)), batch.target_mask)
+    cql = masked_mean(iql_cql.cql_penalty(q_all[:-1], batch.legal[:-1], batch.actions),
+                      batch.mask[..., None])
+    loss = td + config.cql_weight * cql
+    return loss, {"loss": loss, "td_loss": td, "cql_loss": cql,
+                  "mean_q_tot": masked_mean(q_tot, batch.mask)}
+
+
+def _nets(config: Config, spec: DataSpec) -> Nets:
+    if not spec.has_state:
+        raise DatasetError(
+            "qmix-cql needs the global state 'infos.state' (B, T, S) in the vault, found none; "
+            "record with an environment that provides a state, or train iql-cql instead"
+        )
+    return Nets(RecurrentQNetwork(spec.action_dim, config.hidden, config.rnn_size),
+                QMixer(spec.num_agents, config.mixer_embed, config.hyper_hidden))
+
+
+def make_update_step(config: Config, spec: DataSpec):
+    """``update(state, batch) -> (state, metrics)`` (pure, jittable)."""
+    nets, tx = _nets(config, spec), make_optimizer(config.lr, config.max_grad_norm)
+
+    def update(state: TrainState, batch: SequenceBatch) -> tuple[TrainState, dict]:
+        def loss_fn(params: Any) -> tuple[Array, dict]:
+            return qmix_cql_loss(nets, params, state.target_params, batch, config)
+
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        target = iql_cql.polyak(state.target_params, params, config.tau)
+        return TrainState(params, target, opt_state, state.step + 1), metrics
+
+    return update
+
+
+def make_init(config: Config, spec: DataSpec):
+    """``init(key) -> TrainState``."""
+    nets, tx = _nets(config, spec), make_optimizer(config.lr, config.max_grad_norm)
+
+    def init(key: Array) -> TrainState:
+        n = spec.num_agents
+        k1, k2 = jax.random.split(key)
+        h0 = ScannedRNN.initialize_carry((1, n), config.rnn_size)
+        x = jnp.zeros((1, 1, n, spec.input_dim))
+        params = {
+            "agent": nets.agent.init(k1, h0, (x, jnp.zeros((1, 1, n), bool))),
+            "mixer": nets.mixer.init(k2, jnp.zeros((1, n)), jnp.zeros((1, spec.state_dim))),
+        }
+        return TrainState(params, params, tx.init(params), jnp.zeros((), jnp.int32))
+
+    return init
+
+
+def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
+    """The QMIX+CQL bundle the offline trainer runs (acting uses the agent network only)."""
+    _nets(config, spec)
+    return Algorithm(
+        name="qmix-cql",
+        seq_len=config.seq_len,
+        stride=0,
+        batch_size=config.batch_size,
+        init=make_init(config, spec),
+        update=make_update_step(config, spec),
+        params=lambda state: state.params["agent"],
+        init_hidden=lambda e: ScannedRNN.initialize_carry((e, spec.num_agents), config.rnn_size),
+        act=iql_cql.make_act(config, spec),
+    )
+
+
+def make_train(config: Config, spec: DataSpec):
+    """``train(data, key) -> (TrainState, metrics)``: the whole run in memory, one ``lax.scan``."""
+    algo = make_algorithm(config, spec)
+    run = make_scan_train(algo, make_sampler(spec, algo.seq_len, algo.batch_size),
+                          config.num_updates)
+
+    def train(data: DeviceData, key: Array) -> tuple[TrainState, dict]:
+        init_key, run_key = jax.random.split(key)
+        return run(algo.init(init_key), data, run_key)
+
+    return train
+
+
+__all__ = ["Config", "QMixer", "TrainState", "make_algorithm", "make_init", "make_train",
+           "make_update_step", "qmix_cql_loss"]
