@@ -321,6 +321,11 @@ def ppo_loss(
     return total, info
 
 
+def actor_input(obs: Array, system: SystemConfig) -> Array:
+    """Actor input from raw ``obs`` [..., N, O]: [..., N, O(+N)]."""
+    return add_agent_ids(obs) if system.add_agent_ids else obs
+
+
 def network_inputs(
     obs: Array, state: Array, system: SystemConfig
 ) -> tuple[Array, Array]:
