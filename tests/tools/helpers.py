@@ -88,13 +88,16 @@ def flat(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
     return {prefix[:-1]: np.asarray(tree)}
 
 
-def write_vault(path: str, tree: dict[str, Any], metadata: dict | None = None, appends: int = 2):
-    """Write ``tree`` with our engine in ``appends`` pieces; returns the path."""
+def write_vault(
+    path: str, tree: dict[str, Any], metadata: dict | None = None, appends: int = 2, chunks: int = 4
+):
+    """Write ``tree`` with our engine in ``appends`` pieces, ``chunks`` steps per stored chunk
+    (small, so that streaming crosses many chunk boundaries); returns the path."""
     from marlvault.vault.vault import Vault
 
     steps = tree["rewards"].shape[1]
     cuts = np.linspace(0, steps, appends + 1).astype(int)
-    with Vault.create(path, tree, metadata=metadata) as v:
+    with Vault.create(path, tree, metadata=metadata, chunks=chunks) as v:
         for a, z in zip(cuts[:-1], cuts[1:], strict=False):
             v.append(_slice(tree, a, z))
         v.flush()
