@@ -1,0 +1,26 @@
+"""Dataset tools on any vault: return statistics and plots, subsampling, combining, coverage,
+dataset cards. All stream in bounded memory; see ``docs/TOOLS.md``."""
+
+from marlvault.tools.card import dataset_card
+from marlvault.tools.combine import combine
+from marlvault.tools.coverage import Coverage, coverage
+from marlvault.tools.index import EpisodeTable, episode_table, scan_episodes
+from marlvault.tools.returns import ReturnStats, plot_returns, return_stats, returns_report
+from marlvault.tools.subsample import SubsampleSpec, select_episodes, subsample
+
+__all__ = [
+    "Coverage",
+    "EpisodeTable",
+    "ReturnStats",
+    "SubsampleSpec",
+    "combine",
+    "coverage",
+    "dataset_card",
+    "episode_table",
+    "plot_returns",
+    "return_stats",
+    "returns_report",
+    "scan_episodes",
+    "select_episodes",
+    "subsample",
+]

@@ -7,6 +7,7 @@ import pytest
 
 from marlvault.tools.index import episode_table, scan_episodes
 from marlvault.tools.returns import plot_returns, return_stats, returns_report
+
 from .helpers import expected_episodes
 
 
