@@ -1,0 +1,89 @@
+"""``marlvault vault ...``: inspect and check vaults.
+
+``vault_app`` is module-level so other modules can add commands (returns, subsample, ...)::
+
+    from marlvault.cli.vault import vault_app
+
+    @vault_app.command("returns")
+    def returns(...): ...
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from marlvault.errors import VaultCorruptError
+
+vault_app = typer.Typer(help="Inspect, check and transform vaults.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the ``vault`` group to the root app."""
+    app.add_typer(vault_app, name="vault")
+
+
+def _human(num: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(num) < 1024 or unit == "TiB":
+            return f"{num:.1f} {unit}" if unit != "B" else f"{int(num)} B"
+        num /= 1024
+    return str(num)
+
+
+@vault_app.command("info")
+def info(
+    path: str = typer.Argument(..., help="Vault path or s3:// / gs:// URL."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Structure, rows, steps, episodes, size on disk, codec and creator of a vault."""
+    from marlvault.vault.check import describe
+
+    summary = describe(path)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{summary['path']}  ({summary['written_by']}, version {summary['version']})")
+    for col in ("key", "shape (per step)", "dtype"):
+        table.add_column(col)
+    for leaf in summary["structure"]:
+        table.add_row(leaf["key"], str(tuple(leaf["shape"])), leaf["dtype"])
+    console = Console(width=120)
+    console.print(table)
+    eps = summary["episodes"]
+    ratio = summary["uncompressed_bytes"] / max(summary["size_on_disk"], 1)
+    lines = [
+        f"rows (B): {summary['rows']}   steps (T): {summary['steps']}   transitions: {summary['transitions']}",
+        f"episodes: {eps['complete']} complete, {eps['incomplete']} incomplete"
+        + (f", mean return {eps['mean_return']:.4g}" if eps["mean_return"] is not None else ""),
+        f"size on disk: {_human(summary['size_on_disk'])} "
+        f"(uncompressed {_human(summary['uncompressed_bytes'])}, ratio {ratio:.2f}x)",
+        f"codec: {summary['codec']}   chunk steps: {summary['chunk_steps']}",
+        f"creator: {summary['creator']}",
+    ]
+    if summary["marlvault"]:
+        lines.append(f"marlvault: {json.dumps(summary['marlvault'], default=str)}")
+    for line in lines:
+        console.print(line, highlight=False)
+
+
+@vault_app.command("verify")
+def verify(
+    path: str = typer.Argument(..., help="Vault path or s3:// / gs:// URL."),
+    steps_per_chunk: int = typer.Option(0, help="Steps read at a time (0: the vault's chunk)."),
+) -> None:
+    """Read every committed step; check the index, shapes, dtypes and the episode index."""
+    from marlvault.vault.check import verify as run_verify
+
+    report = run_verify(path, steps_per_chunk or None)
+    if report.ok:
+        typer.echo(f"ok: {report.path}: {report.steps_checked} steps checked")
+        return
+    for problem in report.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    typer.echo(f"FAILED: {report.path}: {len(report.problems)} problem(s)", err=True)
+    raise typer.Exit(code=VaultCorruptError.exit_code)
