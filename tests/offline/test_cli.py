@@ -1,0 +1,54 @@
+"""``marlvault offline train ...`` through typer's runner, on a tiny vault of LBF rollouts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import pytest
+from typer.testing import CliRunner
+
+from marlvault.cli import app
+from marlvault.envs import make_env
+from marlvault.offline import rollouts
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def lbf_vault(tmp_path_factory) -> str:
+    env = make_env("lbf", "8x8-2p-2f-coop")
+    tree = rollouts.rollout(env, rollouts.random_policy, 4, 120, jax.random.key(0))
+    path = str(tmp_path_factory.mktemp("v") / "lbf.vlt")
+    return rollouts.write_vault(path, tree, env)
+
+
+def test_train_bc_from_the_command_line(lbf_vault, tmp_path):
+    result = runner.invoke(app, [
+        "offline", "train", "bc", f"vault={lbf_vault}", "system.num_updates=30",
+        "system.hidden=16", "arch.num_evaluation=2", "arch.num_eval_episodes=4",
+        "arch.final_eval_episodes=4", f"logger.base_dir={tmp_path}", "logger.run_name=run",
+        "logger.tensorboard=false",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "final eval return" in result.output and "lbf/8x8-2p-2f-coop" in result.output
+    run = Path(tmp_path) / "run"
+    assert (run / "checkpoints" / "best" / "meta.json").is_file()
+    logs = list(run.glob("*.json"))
+    assert logs, list(run.iterdir())
+    data = json.loads(logs[0].read_text())
+    seed = data["lbf"]["8x8-2p-2f-coop"]["bc"]["seed_42"]
+    assert len(seed["absolute_metrics"]["episode_return"]) >= 4
+
+
+def test_errors_map_to_exit_codes(lbf_vault, tmp_path):
+    result = runner.invoke(app, ["offline", "train", "bc", "system.num_updates=3"])
+    assert result.exit_code == 2 and "vault=PATH" in result.output
+    result = runner.invoke(app, ["offline", "train", "bc", f"vault={lbf_vault}", "system.nope=1"])
+    assert result.exit_code == 2 and "system.lr" in result.output  # lists the valid keys
+    result = runner.invoke(app, ["offline", "train", "iql-cql", f"vault={lbf_vault}",
+                                 "env=lbf", "scenario=15x15-4p-3f"])
+    assert result.exit_code == 40 and "agents" in result.output
+    result = runner.invoke(app, ["offline", "train", "bc", f"vault={tmp_path / 'none'}"])
+    assert result.exit_code == 11
