@@ -87,3 +87,8 @@ def verify(
         typer.echo(f"problem: {problem}", err=True)
     typer.echo(f"FAILED: {report.path}: {len(report.problems)} problem(s)", err=True)
     raise typer.Exit(code=VaultCorruptError.exit_code)
+
+
+from marlvault.cli.vault_tools import register_tools  # noqa: E402  (returns, subsample, combine, coverage, card)
+
+register_tools(vault_app)

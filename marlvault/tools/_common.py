@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_CHUNK_BYTES = 64 * 2**20
+DEFAULT_CHUNK_BYTES = 16 * 2**20
 """Bytes of uncompressed data one streaming chunk holds (all rows, all requested keys)."""
 
 OBS_KEY = "observations"

@@ -230,7 +230,8 @@ def _copy_episodes(
         finished = []
         for e, pieces in active.items():
             b, a, z = chosen.row[e], max(chosen.start[e], t0) - t0, min(chosen.stop[e], t1) - t0
-            pieces.append({k: x[b, a:z] for k, x in chunk.items()})
+            pieces.append({k: x[b, a:z].copy() for k, x in chunk.items()})  # not a view: the
+            # chunk must be freed while the episode waits in the writer
             if chosen.stop[e] <= t1:
                 finished.append(e)
         for e in sorted(finished):  # table order = (stop, row) = output order

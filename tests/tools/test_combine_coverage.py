@@ -81,8 +81,9 @@ def test_coverage_matches_direct_count(tmp_path, decimals):
 
 
 def test_unique_counter_merges(monkeypatch):
-    import marlvault.tools.coverage as cov
+    import importlib
 
+    cov = importlib.import_module("marlvault.tools.coverage")  # the module, not the function
     monkeypatch.setattr(cov, "_MERGE_AT", 3)
     c = UniqueCounter()
     rng = np.random.default_rng(0)
@@ -91,4 +92,5 @@ def test_unique_counter_merges(monkeypatch):
         h = rng.integers(0, 50, size=7).astype(np.uint64)
         seen.update(h.tolist())
         c.add(h)
+        assert c.pending_size < max(3, c.merged.size)  # merged once pending outgrows both
     assert c.count == len(seen)
