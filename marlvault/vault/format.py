@@ -43,8 +43,8 @@ RESERVED_KEYS = ("version", "structure_shape", "structure_dtype")
 DEFAULT_COMPRESSION: dict[str, Any] = {
     "id": "blosc",
     "cname": "zstd",
-    "clevel": 3,
-    "shuffle": 1,
+    "clevel": 1,
+    "shuffle": 2,
 }
 """Default zarr compressor, chosen by measurement (see docs/BENCHMARKS.md)."""
 CHUNK_TARGET_BYTES = 4 << 20

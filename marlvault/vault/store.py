@@ -169,13 +169,23 @@ class Store:
         }
         return ts.open(spec, context=self.context, create=True).result()
 
-    def atomic_write(self, writes: Sequence[tuple[ts.TensorStore, Any, np.ndarray]]) -> None:
-        """Write ``store[index] = value`` for each triple in one atomic OCDBT commit."""
+    def atomic_write(
+        self, writes: Sequence[tuple[ts.TensorStore, Any, np.ndarray]], wait: bool = True
+    ) -> ts.Future | None:
+        """Write ``store[index] = value`` for each triple in one atomic OCDBT commit.
+
+        The values are copied before this returns; with ``wait=False`` the commit (encoding,
+        durable writes, manifest) runs in the background and its future is returned.
+        """
         txn = ts.Transaction(atomic=True)
         futures = [store.with_transaction(txn)[index].write(value) for store, index, value in writes]
         for future in futures:
             future.result()
-        txn.commit_async().result()
+        commit = txn.commit_async()
+        if wait:
+            commit.result()
+            return None
+        return commit
 
     def size_on_disk(self) -> int:
         """Total bytes stored at the location."""
@@ -193,19 +203,6 @@ class Store:
             value = self.kv.read(key).result().value
             total += len(value)
         return total
-
-
-def write_all(items: Sequence[tuple[ts.TensorStore, Any, np.ndarray]]) -> None:
-    """Issue every write at once (tensorstore compresses chunks in parallel), wait durably."""
-    futures = [store[index].write(value) for store, index, value in items]
-    errors = []
-    for future in futures:
-        try:
-            future.result()
-        except Exception as err:  # noqa: BLE001 - collected, first re-raised
-            errors.append(err)
-    if errors:
-        raise errors[0]
 
 
 def read_all(items: Sequence[tuple[ts.TensorStore, Any]]) -> list[np.ndarray]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import copy
 import datetime
 import getpass
+import os
+import shutil
 import socket
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -39,13 +41,13 @@ from marlvault.errors import (
 from marlvault.vault import episodes as ep
 from marlvault.vault import format as fmt
 from marlvault.vault.lock import WriterLock
-from marlvault.vault.store import Store, parse_location, raise_storage, read_all, write_all
+from marlvault.vault.store import Store, parse_location, raise_storage, read_all
 
 CODECS: dict[str, dict[str, Any] | None] = {
     "gzip": {"id": "gzip", "level": 5},
     "zstd": {"id": "zstd", "level": 3},
-    "blosc-lz4": {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1},
-    "blosc-zstd": {"id": "blosc", "cname": "zstd", "clevel": 3, "shuffle": 1},
+    "blosc-lz4": {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 2},
+    "blosc-zstd": {"id": "blosc", "cname": "zstd", "clevel": 1, "shuffle": 2},
     "none": None,
 }
 """Named codecs accepted by ``compression=`` (a zarr v2 compressor dict is accepted too)."""
@@ -135,6 +137,10 @@ class Vault:
         self._buffers: dict[str, np.ndarray] | None = None
         self._buf_start = self._committed
         self._buf_len = 0
+        self._issued = self._committed  # steps handed to storage (committed or in flight)
+        self._inflight: tuple[Any, int] | None = None  # (commit future, its vault_index)
+        step_bytes = self.num_rows * sum(leaf.step_bytes for leaf in meta.leaves)
+        self._max_block_steps = max(self._chunk_steps, (256 << 20) // max(step_bytes, 1))
         if mode == "a":
             try:
                 self._sync_episodes()
@@ -207,38 +213,25 @@ class Vault:
 
     @classmethod
     def _create_arrays(cls, store, num_rows, leaves, ours, user, break_lock) -> Vault:
-        where = store.location.display
-        if store.location.kind == "file":
-            import os
-
-            os.makedirs(where, exist_ok=True)
+        """Populate a new vault. Local vaults are built in ``<path>.creating-<pid>`` and renamed
+        into place, so a crash mid-create never leaves a half-made vault at ``path``."""
+        final = store.location
+        if final.kind == "file":
+            staging = f"{final.display}.creating-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            os.makedirs(staging)
+            store = Store(parse_location(staging))
         lock = WriterLock.acquire(store, break_lock)
         try:
-            steps, comp = ours["chunk_steps"], ours["compression"]
-            for leaf in leaves:
-                store.create_array(
-                    fmt.leaf_array_name(leaf.key),
-                    (num_rows, fmt.TIME_CAPACITY, *leaf.shape),
-                    leaf.dtype,
-                    (num_rows, steps, *leaf.shape),
-                    comp,
-                )
-            index = store.create_array(fmt.INDEX_ARRAY, (1,), np.dtype(np.int32), (1,), None)
-            _create_episode_arrays(store, num_rows)
-            cursor = store.open_array(fmt.CURSOR_ARRAY)
-            store.atomic_write(
-                [
-                    (index, slice(None), np.zeros(1, np.int32)),
-                    (cursor, slice(None), ep.cursor_to_array(ep.empty_cursor(num_rows))),
-                ]
-            )
-            doc = fmt.build_metadata(num_rows, leaves, steps, ours, _jsonable(user))
-            store.write_key(fmt.METADATA_FILE, _dumps(doc))
-            meta = fmt.parse_metadata(where, _dumps(doc))
+            meta = _populate(store, num_rows, leaves, ours, user)
+            if final.kind == "file":
+                _rename_into_place(store.location.display, final.display)
+                store = Store(final)
+                lock.store = store
         except BaseException as err:
             lock.release()
             if isinstance(err, Exception):
-                raise_storage(err, where, "creating the vault")
+                raise_storage(err, final.display, "creating the vault")
             raise
         return cls(store, meta, "a", lock)
 
@@ -421,7 +414,7 @@ class Vault:
         off = 0
         while off < length:
             if self._buf_len == 0 and length - off >= steps:
-                n = (length - off) // steps * steps
+                n = min(length - off, self._max_block_steps) // steps * steps
                 block = {k: v[:, off : off + n] for k, v in flat.items()}
                 self._write_block(self._buf_start, block)
                 self._buf_start += n
@@ -442,12 +435,12 @@ class Vault:
         """Make every appended step durable (writes a partial chunk if one is buffered)."""
         self._check_writable()
         end = self._buf_start + self._buf_len
-        if end <= self._committed:
-            return
-        lo = self._committed - self._buf_start
-        block = {k: v[:, lo : self._buf_len] for k, v in self._ensure_buffers().items()}
         try:
-            self._write_block(self._committed, block)
+            if end > self._issued:
+                lo = self._issued - self._buf_start
+                block = {k: v[:, lo : self._buf_len] for k, v in self._ensure_buffers().items()}
+                self._write_block(self._issued, block)
+            self._wait_inflight()
         except Exception as err:  # noqa: BLE001
             self._failed = err
             raise_storage(err, self.path, "flushing")
@@ -536,23 +529,35 @@ class Vault:
                 bufs[key][:, : self._buf_len] = value
 
     def _write_block(self, start: int, block: dict[str, np.ndarray]) -> None:
-        """Write ``block`` (each ``(B, n, ...)``) at ``start``, durably, then commit the index."""
-        n = next(iter(block.values())).shape[1]
-        write_all(
-            [(self._arrays[k], (slice(None), slice(start, start + n)), v) for k, v in block.items()]
-        )
-        self._commit(start, block, start + n)
+        """Write ``block`` (each ``(B, n, ...)``) at ``start`` and advance the index.
 
-    def _commit(self, start: int, block: dict[str, np.ndarray], new_committed: int) -> None:
+        Data chunks, episode rows, the episode cursor and ``vault_index`` go into one atomic
+        OCDBT commit: the manifest that makes the new index visible is written only after the
+        data files it references are durable. The commit runs in the background while the caller
+        goes on; the next block (or ``flush``/``close``) waits for it first, so at most one block
+        is in flight and a failure surfaces at that next call.
+        """
+        self._wait_inflight()
+        n = next(iter(block.values())).shape[1]
         cursor = self._cursor if self._cursor is not None else ep.empty_cursor(self.num_rows)
         r, t, tr = (block.get(k) if k else None for k in self._ep_keys)
         rows, cursor = ep.scan_block(cursor, start, r, t, tr)
-        writes = [(self._index_store, slice(None), np.array([new_committed], np.int32))]
+        writes = [(self._arrays[k], (slice(None), slice(start, start + n)), v) for k, v in block.items()]
+        writes.append((self._index_store, slice(None), np.array([start + n], np.int32)))
         writes += self._episode_writes(rows, cursor)
-        self._store.atomic_write(writes)
+        future = self._store.atomic_write(writes, wait=False)
         self._finished = np.concatenate([self._finished, rows]) if len(rows) else self._finished
         self._cursor = cursor
-        self._committed = new_committed
+        self._issued = start + n
+        self._inflight = (future, start + n)
+
+    def _wait_inflight(self) -> None:
+        """Wait for the background commit of the previous block; then it counts as committed."""
+        if self._inflight is not None:
+            future, steps = self._inflight
+            self._inflight = None
+            future.result()
+            self._committed = steps
 
     def _episode_writes(self, rows: np.ndarray, cursor: ep.EpisodeCursor) -> list:
         if self._ep_store is None:
@@ -713,6 +718,48 @@ class Vault:
             writes = [(self._index_store, slice(None), np.array([stop], np.int32))]
             added = np.concatenate(new_rows)
             self._store.atomic_write(writes + self._episode_writes(added, self._cursor))
+
+
+def _populate(store: Store, num_rows: int, leaves, ours: dict, user: dict) -> fmt.VaultMeta:
+    """Create every array, zero the index, then write ``metadata.json`` last."""
+    steps, comp = ours["chunk_steps"], ours["compression"]
+    for leaf in leaves:
+        store.create_array(
+            fmt.leaf_array_name(leaf.key),
+            (num_rows, fmt.TIME_CAPACITY, *leaf.shape),
+            leaf.dtype,
+            (num_rows, steps, *leaf.shape),
+            comp,
+        )
+    index = store.create_array(fmt.INDEX_ARRAY, (1,), np.dtype(np.int32), (1,), None)
+    _create_episode_arrays(store, num_rows)
+    cursor = store.open_array(fmt.CURSOR_ARRAY)
+    store.atomic_write(
+        [
+            (index, slice(None), np.zeros(1, np.int32)),
+            (cursor, slice(None), ep.cursor_to_array(ep.empty_cursor(num_rows))),
+        ]
+    )
+    doc = _dumps(fmt.build_metadata(num_rows, leaves, steps, ours, _jsonable(user)))
+    store.write_key(fmt.METADATA_FILE, doc)
+    return fmt.parse_metadata(store.location.display, doc)
+
+
+def _rename_into_place(staging: str, final: str) -> None:
+    """Atomically move the staged directory to ``final`` (an absent or empty directory)."""
+    try:
+        os.rename(staging, final)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise VaultExistsError(
+            f"{final}: expected an absent or empty directory to create the vault in, found "
+            f"something else appeared meanwhile ({err.strerror}); fix: choose a new path"
+        ) from None
+    fd = os.open(os.path.dirname(final) or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _create_episode_arrays(store: Store, num_rows: int) -> None:

@@ -144,6 +144,7 @@ def _fill_disk(path: str, queue) -> None:
     big["observations"] = np.random.default_rng(0).normal(size=(2, 64, 2, 5000)).astype(np.float32)
     try:
         v.append(big)
+        v.flush()  # the last block commits in the background; its error surfaces here at latest
         queue.put("no error")
     except StorageFullError as err:
         queue.put(f"StorageFullError: {err}")
