@@ -22,7 +22,8 @@ from marlvault.tools._common import (
     step_specs,
 )
 from marlvault.tools.coverage import Coverage, coverage
-from marlvault.tools.returns import ReturnStats, episode_returns, plot_returns, stats_from_returns
+from marlvault.tools.index import episode_table
+from marlvault.tools.returns import ReturnStats, plot_returns, stats_from_returns
 
 _ENV_KEYS = ("env", "env_name", "environment")
 _SCENARIO_KEYS = ("scenario", "task", "task_name", "scenario_name")
@@ -64,7 +65,7 @@ def _spaces(specs: dict[str, tuple]) -> list[tuple[str, str]]:
     rows.append(("global state", f"{tuple(state[0])} {state[1]}" if state else "none"))
     rew = specs.get(REWARD_KEY)
     if rew is not None:
-        rows.append(("rewards", f"{tuple(rew[0])} {rew[1]} (team return = sum of agent mean)"))
+        rows.append(("rewards", f"{tuple(rew[0])} {rew[1]}"))
     return rows
 
 
@@ -74,10 +75,11 @@ def _table(rows: list[tuple[str, str]], head: tuple[str, str] = ("", "")) -> str
     return "\n".join(lines)
 
 
-def _returns_rows(s: ReturnStats) -> list[tuple[str, str]]:
+def _returns_rows(s: ReturnStats, ends: tuple[int, int]) -> list[tuple[str, str]]:
     f = "{:.4g}".format
     return [
         ("complete episodes", str(s.count)), ("incomplete episodes (excluded)", str(s.incomplete)),
+        ("ended by termination / by truncation", f"{ends[0]} / {ends[1]}"),
         ("transitions in complete episodes", str(s.transitions)),
         ("mean episode length", f(s.mean_length)), ("mean return", f(s.mean)),
         ("std", f(s.std)), ("min", f(s.min)), ("25%", f(s.q25)), ("median", f(s.median)),
@@ -132,8 +134,11 @@ def dataset_card(
         meta = dict(getattr(v, "metadata", None) or {})
         ours = marlvault_metadata(v)
         specs = step_specs(v)
-        rets, lengths, incomplete = episode_returns(v, progress=progress)
-        stats = stats_from_returns(str(v.path), rets, lengths, incomplete)
+        table = episode_table(v, progress=progress)
+        done = table.select(table.complete)
+        rets = done.ret
+        stats = stats_from_returns(str(v.path), rets, done.length, int((~table.complete).sum()))
+        ends = (int(done.terminated.sum()), int(done.truncated.sum()))
         cov = coverage(v, decimals=decimals, progress=progress)
         path, rows, steps = str(v.path), int(v.num_rows), int(v.num_steps)
     if image is None and out is not None:
@@ -150,7 +155,7 @@ def dataset_card(
         "## Keys (per step, after `[row, time]`)\n\n" + _table(keys, ("key", "shape, dtype")),
         "## How it was generated\n\n" + _generation(meta, ours),
         "## Episode returns\n\nTeam return = sum over the episode's steps of the mean over agents "
-        "of the rewards; complete episodes only.\n\n" + _table(_returns_rows(stats),
+        "of the rewards; complete episodes only.\n\n" + _table(_returns_rows(stats, ends),
                                                                ("statistic", "value")),
         "## Coverage\n\nDistinct pairs / transitions, computed by streaming 64-bit hashes.\n\n"
         + _table(_coverage_rows(cov), ("figure", "value")),
