@@ -46,7 +46,7 @@ DEFAULT_COMPRESSION: dict[str, Any] = {
     "clevel": 1,
     "shuffle": 2,
 }
-"""Default zarr compressor, chosen by measurement (see docs/BENCHMARKS.md)."""
+"""Default zarr compressor (bit-shuffle + zstd 1), chosen with ``bench/vault_io.py --codecs``."""
 CHUNK_TARGET_BYTES = 4 << 20
 """Target uncompressed size of one chunk of the largest leaf."""
 
