@@ -1,0 +1,210 @@
+"""Dataset generation from a saved policy: ``marlvault record CHECKPOINT ...``.
+
+This is how published offline MARL datasets are made: train a policy to a target level, then roll it
+out with a little exploration and record the episodes. Checkpoints saved during one training run
+(best/last, or earlier ones) give Poor / Medium / Good datasets.
+
+Rows are ``num_envs`` parallel environments, each a continuous stream; the rollout runs in jitted
+chunks of ``chunk_steps`` steps and stops at the step where the ``episodes``-th episode completes,
+so the vault holds exactly that many complete episodes unless several end on that very step (the
+default ``num_envs`` divides ``episodes`` to make fixed-length episodes come out exact).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from marlvault.envs.base import EnvSpec, TimeStep
+from marlvault.envs.registry import make_env
+from marlvault.envs.vec import VecEnv, VecState
+from marlvault.errors import ConfigError
+from marlvault.networks import MaskedCategorical
+from marlvault.record.recorder import Recorder, RecordStats
+from marlvault.record.schema import check_extras, example_batch, trajectory_to_batch
+from marlvault.record.session import run_metadata
+
+Array = jax.Array
+MODES = ("greedy", "sampled")
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """``marlvault record`` options."""
+
+    checkpoint: str = ""
+    """A checkpoint folder (``best``/``last``), a run's ``checkpoints`` folder or the run folder."""
+    episodes: int = 100
+    """Complete episodes to record."""
+    path: str = ""
+    """Output vault path or URL; default ``vaults/<env>/<scenario>.vlt/<checkpoint tag>-eps<ε>``."""
+    env: str = ""
+    """Environment; default the one the checkpoint was trained on."""
+    scenario: str = ""
+    """Scenario; default the one the checkpoint was trained on."""
+    mode: str = "greedy"
+    """``greedy`` (arg-max) or ``sampled`` (from the policy's distribution)."""
+    epsilon: float = 0.0
+    """Probability of a uniformly random *legal* action instead of the policy's."""
+    num_envs: int = 0
+    """Parallel environments (vault rows); 0 = the largest divisor of ``episodes`` <= 32."""
+    chunk_steps: int = 128
+    """Steps per jitted rollout chunk."""
+    seed: int = 0
+    extras: tuple[str, ...] = field(default_factory=tuple)
+    """Extra keys, subset of ``log_prob``, ``next_obs`` (``update`` is always 0 here)."""
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint:
+            raise ConfigError("checkpoint: expected a checkpoint folder, found none; fix: pass it")
+        if self.episodes < 1:
+            raise ConfigError(f"episodes: expected >= 1, found {self.episodes}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode: expected one of {MODES}, found {self.mode!r}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ConfigError(f"epsilon: expected a probability in [0, 1], found {self.epsilon}")
+        if self.num_envs < 0 or self.chunk_steps < 1:
+            raise ConfigError("num_envs must be >= 0 and chunk_steps >= 1")
+
+    @property
+    def rows(self) -> int:
+        if self.num_envs:
+            return self.num_envs
+        return max(d for d in range(1, min(32, self.episodes) + 1) if self.episodes % d == 0)
+
+
+class _Chunk(NamedTuple):
+    """One rollout chunk in the learner's trajectory layout, ``[1, T, B, ...]``."""
+
+    obs: Array
+    action: Array
+    reward: Array
+    terminated: Array
+    truncated: Array
+    legal: Array
+    state: Array
+    log_prob: Array
+    step_count: Array
+    final_obs: Array
+    update: Array  # [1]
+
+
+class RolloutResult(NamedTuple):
+    path: str
+    episodes: int
+    """Complete episodes in the vault."""
+    return_mean: float
+    return_std: float
+    stats: RecordStats
+
+
+def make_actor(policy_config: Any, spec: EnvSpec, params: Any):
+    """``logits(obs [B, N, O] raw) -> [B, N, A]`` of a saved IPPO/MAPPO actor."""
+    from marlvault.online import ippo
+
+    nets = ippo.make_networks(spec, policy_config)
+    actor_params = params["actor"] if isinstance(params, dict) and "actor" in params else params
+
+    def logits(obs: Array) -> Array:
+        return nets.actor.apply(actor_params, ippo.actor_input(obs, policy_config.system))
+
+    return logits
+
+
+def make_chunk_fn(vec: VecEnv, logits_fn, cfg: RolloutConfig):
+    """Jitted ``chunk(vstate, ts, key) -> (vstate, ts, key, _Chunk)`` of ``cfg.chunk_steps``."""
+
+    def act(ts: TimeStep, key: Array) -> tuple[Array, Array]:
+        k_pol, k_eps, k_rand = jax.random.split(key, 3)
+        dist = MaskedCategorical.from_logits(logits_fn(ts.obs), ts.legal)
+        action = dist.mode() if cfg.mode == "greedy" else dist.sample(k_pol)
+        uniform = MaskedCategorical.from_logits(jnp.zeros(ts.legal.shape), ts.legal)
+        explore = jax.random.uniform(k_eps, action.shape) < cfg.epsilon
+        action = jnp.where(explore, uniform.sample(k_rand), action)
+        return action, dist.log_prob(action)
+
+    def step(carry, _):
+        vstate, ts, key = carry
+        key, k_act = jax.random.split(key)
+        action, log_prob = act(ts, k_act)
+        vstate, out = vec.step(vstate, action)
+        nts = out.timestep
+        row = (ts.obs, action, nts.reward, nts.terminated, nts.truncated, ts.legal, ts.state,
+               log_prob, ts.step_count, out.final_obs)  # fmt: skip
+        return (vstate, nts, key), row
+
+    @jax.jit
+    def chunk(vstate: VecState, ts: TimeStep, key: Array):
+        (vstate, ts, key), rows = jax.lax.scan(step, (vstate, ts, key), None, cfg.chunk_steps)
+        traj = _Chunk(*[x[None] for x in rows], update=jnp.zeros((1,), jnp.int32))
+        return vstate, ts, key, traj
+
+    return chunk
+
+
+def _cut_index(done: np.ndarray, needed: int) -> int | None:
+    """Index of the step (in ``done [T, B]``) at which ``needed`` episodes have completed."""
+    cum = np.cumsum(done.sum(axis=1))
+    hit = np.nonzero(cum >= needed)[0]
+    return int(hit[0]) if hit.size else None
+
+
+def record_policy(cfg: RolloutConfig, *, progress=None) -> RolloutResult:
+    """Rolls out a saved policy and records ``cfg.episodes`` complete episodes into a vault."""
+    from marlvault.checkpoint import load_policy, read_meta
+
+    policy_config, params = load_policy(cfg.checkpoint)
+    env_name = cfg.env or policy_config.env.env_name
+    scenario = cfg.scenario or policy_config.env.scenario
+    env = make_env(env_name, scenario)
+    extras = check_extras(tuple(cfg.extras))
+    vec = VecEnv(env, cfg.rows)
+    chunk = make_chunk_fn(vec, make_actor(policy_config, env.spec, params), cfg)
+    path = cfg.path or default_path(cfg, env.spec, read_meta(cfg.checkpoint))
+    meta = run_metadata(policy_config, env.spec, extras, source="marlvault record")
+    meta["marlvault"]["rollout"] = {
+        "checkpoint": str(cfg.checkpoint), "mode": cfg.mode, "epsilon": cfg.epsilon,
+        "episodes": cfg.episodes, "num_envs": cfg.rows, "seed": cfg.seed,
+    }  # fmt: skip
+    recorder = Recorder.create(path, example_batch(env.spec, cfg.rows, extras), metadata=meta,
+                               to_batch=lambda t: trajectory_to_batch(t, env.spec, extras))  # fmt: skip
+    key, k_reset = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    vstate, ts = vec.reset(k_reset)
+    done_so_far, returns = 0, []
+    try:
+        while done_so_far < cfg.episodes:
+            vstate, ts, key, traj = chunk(vstate, ts, key)
+            done = np.asarray(traj.terminated[0] | traj.truncated[0])
+            cut = _cut_index(done, cfg.episodes - done_so_far)
+            if cut is not None:
+                traj = traj._replace(
+                    **{f: getattr(traj, f)[:, : cut + 1] for f in _Chunk._fields if f != "update"}
+                )
+                done = done[: cut + 1]
+            done_so_far += int(done.sum())
+            recorder.add(traj)
+            if progress is not None:
+                progress(min(done_so_far, cfg.episodes), cfg.episodes)
+    finally:
+        stats = recorder.close()
+    returns = _returns(path)
+    return RolloutResult(path, len(returns), float(np.mean(returns)) if returns.size else math.nan,
+                         float(np.std(returns)) if returns.size else math.nan, stats)  # fmt: skip
+
+
+def _returns(path: str) -> np.ndarray:
+    from marlvault.vault import Vault
+
+    with Vault.open(path) as v:
+        eps = v.episodes
+    return np.asarray(eps["return"][eps["complete"]])
+
+
+def default_path(cfg: RolloutConfig, spec: EnvSpec, ckpt_meta: dict) -> str:
+    tag = ckpt_meta.get("tag", "policy")
+    return f"vaults/{spec.env_name}/{spec.scenario}.vlt/{tag}-{cfg.mode}-eps{cfg.epsilon:g}"
