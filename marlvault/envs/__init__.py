@@ -1,0 +1,25 @@
+"""Environments: the :class:`MarlEnv` protocol, jumanji adapters, wrappers and ``VecEnv``.
+
+Global state: neither RWARE nor LBF has one in jumanji, so ``TimeStep.state`` is the
+concatenation of all agents' raw observations (``state_dim = num_agents * obs_dim``).
+"""
+
+from marlvault.envs.base import EnvSpec, MarlEnv, TimeStep
+from marlvault.envs.registry import list_envs, make_env, scenario_info
+from marlvault.envs.vec import EpisodeMetrics, VecEnv, VecState, VecStep
+from marlvault.envs.wrappers import AgentIDWrapper, add_agent_ids
+
+__all__ = [
+    "AgentIDWrapper",
+    "EnvSpec",
+    "EpisodeMetrics",
+    "MarlEnv",
+    "TimeStep",
+    "VecEnv",
+    "VecState",
+    "VecStep",
+    "add_agent_ids",
+    "list_envs",
+    "make_env",
+    "scenario_info",
+]

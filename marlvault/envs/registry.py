@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, NamedTuple
@@ -85,7 +86,19 @@ def make_env(env_name: str, scenario: str, **overrides: Any) -> MarlEnv:
         EnvNotFoundError: unknown env or scenario (the message lists the valid names).
         ConfigError: unknown override key or invalid value.
     """
-    fam, cfg = _config(env_name, scenario, overrides)
+    _config(env_name, scenario, overrides)  # validate before touching the cache
+    key = tuple(sorted(overrides.items()))
+    try:
+        hash(key)
+    except TypeError:  # unhashable override values: build without the cache
+        return _build.__wrapped__(env_name, scenario, key)
+    return _build(env_name, scenario, key)
+
+
+@functools.lru_cache(maxsize=64)
+def _build(env_name: str, scenario: str, overrides: tuple[tuple[str, Any], ...]) -> MarlEnv:
+    """Builds (and memoises: envs are immutable) one configured environment."""
+    fam, cfg = _config(env_name, scenario, dict(overrides))
     try:
         return fam.build(scenario, cfg)
     except (AssertionError, ValueError, TypeError) as err:  # jumanji validates with assert
