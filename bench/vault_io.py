@@ -78,7 +78,9 @@ def write_flashbax(root: str, pool: list[dict], n_blocks: int) -> float:
     start = time.perf_counter()
     vault = Vault("bench", experience_structure=pool[0], rel_dir=root, vault_uid="fbx")
     for i in range(n_blocks):
-        state = TrajectoryBufferState(experience=pool[i % len(pool)], current_index=BLOCK, is_full=False)
+        state = TrajectoryBufferState(
+            experience=pool[i % len(pool)], current_index=BLOCK, is_full=False
+        )
         vault.write(state, source_interval=(0, BLOCK))
     return time.perf_counter() - start
 
@@ -155,7 +157,10 @@ def compare_codecs(workdir: str, pool: list[dict], n_blocks: int) -> list[str]:
     from marlvault.vault import CODECS
 
     raw = block_bytes(pool[0]) * n_blocks
-    rows = ["| codec | append MB/s | full read MB/s | bytes on disk | ratio |", "|---|---|---|---|---|"]
+    rows = [
+        "| codec | append MB/s | full read MB/s | bytes on disk | ratio |",
+        "|---|---|---|---|---|",
+    ]
     for name in ("gzip", "zstd", "blosc-lz4", "blosc-zstd"):
         path = os.path.join(workdir, f"codec-{name}")
         seconds = write_marlvault(path, pool, n_blocks, compression=CODECS[name])
@@ -183,43 +188,60 @@ def main() -> None:
     per_block = block_bytes(pool[0])
     n_blocks = max(1, int(args.size_gb * 1e9 / per_block))
     raw = per_block * n_blocks
-    print(f"data: B={B}, N={N}, obs={OBS}, {n_blocks} blocks x {BLOCK} steps = {raw / 1e9:.2f} GB; "
-          f"cpus={os.cpu_count()}, load={os.getloadavg()[0]:.1f}, dir={workdir}")
+    print(
+        f"data: B={B}, N={N}, obs={OBS}, {n_blocks} blocks x {BLOCK} steps = {raw / 1e9:.2f} GB; "
+        f"cpus={os.cpu_count()}, load={os.getloadavg()[0]:.1f}, dir={workdir}"
+    )
     if args.codecs:
-        print("\n" + "\n".join(compare_codecs(workdir, pool, max(1, n_blocks // 5))))
+        print("\n" + "\n".join(compare_codecs(workdir, pool, max(4, n_blocks // 5))))
     results = {}
     mv_path = os.path.join(workdir, "marlvault")
     systems = [("marlvault", mv_path, lambda: write_marlvault(mv_path, pool, n_blocks))]
     fbx_path = os.path.join(workdir, "bench", "fbx")
     if not args.skip_flashbax:
-        systems.append(("flashbax 0.1.3", fbx_path, lambda: write_flashbax(workdir, pool, n_blocks)))
+        systems.append(
+            ("flashbax 0.1.3", fbx_path, lambda: write_flashbax(workdir, pool, n_blocks))
+        )
     for name, path, write in systems:
         seconds = write()
         cold = drop_caches()
         read = read_child("marlvault" if name == "marlvault" else "flashbax", path, "full")
-        results[name] = {"append": raw / seconds / 1e6, "read": read["bytes"] / read["seconds"] / 1e6,
-                         "read_peak": read["peak_rss_mb"], "size": du(path), "cold": cold}
+        results[name] = {
+            "append": raw / seconds / 1e6,
+            "read": read["bytes"] / read["seconds"] / 1e6,
+            "read_peak": read["peak_rss_mb"],
+            "size": du(path),
+            "cold": cold,
+        }
     small = os.path.join(workdir, "marlvault-small")
     write_marlvault(small, pool, max(1, n_blocks // 8))
     stream_big = read_child("marlvault", mv_path, "stream")
     stream_small = read_child("marlvault", small, "stream")
     dd = dd_speed(workdir, min(1024, max(64, int(raw / 4e6))))
-    print("\n| system | append MB/s | full read MB/s | full-read peak RSS | bytes on disk | ratio |")
+    print(
+        "\n| system | append MB/s | full read MB/s | full-read peak RSS | bytes on disk | ratio |"
+    )
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['append']:.0f} | {r['read']:.0f} | {r['read_peak']:.0f} MB "
-              f"| {r['size'] / 1e6:.1f} MB | {raw / r['size']:.1f}x |")
+        print(
+            f"| {name} | {r['append']:.0f} | {r['read']:.0f} | {r['read_peak']:.0f} MB "
+            f"| {r['size'] / 1e6:.1f} MB | {raw / r['size']:.1f}x |"
+        )
     print(f"| dd conv=fsync (physical limit) | {dd:.0f} | | | | |")
     if "flashbax 0.1.3" in results:
         mv, fb = results["marlvault"], results["flashbax 0.1.3"]
-        print(f"\nspeed-up vs flashbax: append {mv['append'] / fb['append']:.1f}x, full read "
-              f"{mv['read'] / fb['read']:.1f}x, size {mv['size'] / fb['size']:.2f} of flashbax's; "
-              f"reads from {'cold cache' if mv['cold'] else 'page cache (could not drop caches)'}")
+        print(
+            f"\nspeed-up vs flashbax: append {mv['append'] / fb['append']:.1f}x, full read "
+            f"{mv['read'] / fb['read']:.1f}x, size {mv['size'] / fb['size']:.2f} of flashbax's; "
+            f"reads from {'cold cache' if mv['cold'] else 'page cache (could not drop caches)'}"
+        )
     print("\n| streaming read (iter_chunks) | vault size | peak RSS | baseline RSS after open |")
     print("|---|---|---|---|")
     for label, r in (("full", stream_big), ("1/8", stream_small)):
-        print(f"| marlvault {label} | {r['bytes'] / 1e9:.2f} GB | {r['peak_rss_mb']:.0f} MB "
-              f"| {r['base_rss_mb']:.0f} MB |")
+        print(
+            f"| marlvault {label} | {r['bytes'] / 1e9:.2f} GB | {r['peak_rss_mb']:.0f} MB "
+            f"| {r['base_rss_mb']:.0f} MB |"
+        )
     if not args.dir:
         shutil.rmtree(workdir)
 

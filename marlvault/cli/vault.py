@@ -47,7 +47,9 @@ def info(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{summary['path']}  ({summary['written_by']}, version {summary['version']})")
+    table = Table(
+        title=f"{summary['path']}  ({summary['written_by']}, version {summary['version']})"
+    )
     for col in ("key", "shape (per step)", "dtype"):
         table.add_column(col)
     for leaf in summary["structure"]:

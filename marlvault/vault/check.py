@@ -17,7 +17,11 @@ def describe(path: str) -> dict[str, Any]:
     vault = Vault.open(path)
     index = vault.episodes
     ours = vault.metadata.get("marlvault", {})
-    extra = {k: v for k, v in vault.metadata.items() if k not in ("version", "structure_shape", "structure_dtype", "marlvault")}
+    extra = {
+        k: v
+        for k, v in vault.metadata.items()
+        if k not in ("version", "structure_shape", "structure_dtype", "marlvault")
+    }
     return {
         "path": vault.path,
         "version": vault.metadata.get("version"),
@@ -32,10 +36,14 @@ def describe(path: str) -> dict[str, Any]:
         "episodes": {
             "complete": int(index["complete"].sum()),
             "incomplete": int((~index["complete"]).sum()),
-            "mean_return": float(index["return"][index["complete"]].mean()) if index["complete"].any() else None,
+            "mean_return": float(index["return"][index["complete"]].mean())
+            if index["complete"].any()
+            else None,
         },
         "size_on_disk": vault.size_on_disk(),
-        "uncompressed_bytes": vault.num_rows * vault.num_steps * sum(
+        "uncompressed_bytes": vault.num_rows
+        * vault.num_steps
+        * sum(
             int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize
             for s in vault.flat_structure.values()
         ),
@@ -60,7 +68,9 @@ class VerifyReport:
         return not self.problems
 
 
-def _check_chunk(vault: Vault, start: int, data: dict[str, np.ndarray], report: VerifyReport) -> None:
+def _check_chunk(
+    vault: Vault, start: int, data: dict[str, np.ndarray], report: VerifyReport
+) -> None:
     for key, spec in vault.flat_structure.items():
         arr = data[key]
         want = (vault.num_rows, arr.shape[1], *spec.shape)
@@ -91,7 +101,11 @@ def verify(path: str, steps_per_chunk: int | None = None) -> VerifyReport:
             report.problems.append(
                 f"vault_index: expected {vault.num_steps} readable steps, found {report.steps_checked}"
             )
-        _compare_index(vault.episodes, ep.make_index(np.concatenate([np.zeros((0, 6)), *found]), cursor), report)
+        _compare_index(
+            vault.episodes,
+            ep.make_index(np.concatenate([np.zeros((0, 6)), *found]), cursor),
+            report,
+        )
     except MarlvaultError as err:
         report.problems.append(f"{type(err).__name__}: {err}")
     return report
@@ -99,11 +113,15 @@ def verify(path: str, steps_per_chunk: int | None = None) -> VerifyReport:
 
 def _compare_index(stored: np.ndarray, fresh: np.ndarray, report: VerifyReport) -> None:
     if len(stored) != len(fresh):
-        report.problems.append(f"episode index: expected {len(fresh)} episodes, found {len(stored)}")
+        report.problems.append(
+            f"episode index: expected {len(fresh)} episodes, found {len(stored)}"
+        )
         return
     for name in ("row", "start", "length", "terminated", "truncated", "complete"):
         bad = np.flatnonzero(stored[name] != fresh[name])
         if bad.size:
-            report.problems.append(f"episode index: column {name!r} differs at {bad.size} episodes (first {bad[0]})")
+            report.problems.append(
+                f"episode index: column {name!r} differs at {bad.size} episodes (first {bad[0]})"
+            )
     if not np.allclose(stored["return"], fresh["return"], rtol=1e-6, atol=1e-6):
         report.problems.append("episode index: returns differ from a recomputation")

@@ -121,7 +121,9 @@ class Vault:
         written = 0
         for lo, hi in self._intervals(fbx_state, source_interval):
             if hi > lo:
-                vault.append(jax.tree.map(lambda x, a=lo, b=hi: np.asarray(x[:, a:b]), fbx_state.experience))
+                vault.append(
+                    jax.tree.map(lambda x, a=lo, b=hi: np.asarray(x[:, a:b]), fbx_state.experience)
+                )
                 written += hi - lo
         if written:
             vault.flush()
@@ -129,9 +131,7 @@ class Vault:
         self._written_any = self._written_any or written > 0
         return written
 
-    def read(
-        self, timesteps: int | None = None, percentiles: tuple[int, int] | None = None
-    ) -> Any:
+    def read(self, timesteps: int | None = None, percentiles: tuple[int, int] | None = None) -> Any:
         """Read everything, the last ``timesteps`` steps, or a percentile range, as a
         ``TrajectoryBufferState`` with ``current_index=0`` and ``is_full=True``."""
         vault = self._vault
@@ -169,7 +169,7 @@ class Vault:
         self._vault.close()
 
     def __del__(self) -> None:
-        try:
-            self._vault.close()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
-            pass
+        # Every write() is already flushed; only the writer lock is left to release.
+        vault = getattr(self, "_vault", None)
+        if vault is not None:
+            vault._release()  # noqa: SLF001 - same package

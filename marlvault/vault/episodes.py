@@ -89,7 +89,11 @@ def scan_block(
         (rows, cursor): finished episodes as [K, 6] float64 (columns ``format.EPISODE_COLUMNS``)
         and the cursor after ``start + T`` steps.
     """
-    block = next(x for x in (rewards, terminals, truncations, np.zeros((len(cursor.open_start), 0))) if x is not None)
+    block = next(
+        x
+        for x in (rewards, terminals, truncations, np.zeros((len(cursor.open_start), 0)))
+        if x is not None
+    )
     num_rows, length = block.shape[0], block.shape[1]
     skip = cursor.steps - start
     shape = (num_rows, length - skip)
@@ -112,7 +116,14 @@ def scan_block(
             t_flag = term[b, idx]
             found.append(
                 np.stack(
-                    [np.full(idx.size, b), starts, stops - starts, rets, t_flag, trunc[b, idx] & ~t_flag],
+                    [
+                        np.full(idx.size, b),
+                        starts,
+                        stops - starts,
+                        rets,
+                        t_flag,
+                        trunc[b, idx] & ~t_flag,
+                    ],
                     axis=1,
                 ).astype(np.float64)
             )

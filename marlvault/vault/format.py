@@ -194,7 +194,9 @@ def parse_metadata(path: str, data: bytes) -> VaultMeta:
             f"{path}: written with format version {version}, this marlvault reads major version "
             f"{int(FLASHBAX_VERSION)}; fix: upgrade marlvault"
         )
-    shapes = flatten_nested(raw["structure_shape"]) if isinstance(raw["structure_shape"], dict) else {}
+    shapes = (
+        flatten_nested(raw["structure_shape"]) if isinstance(raw["structure_shape"], dict) else {}
+    )
     dtypes_raw = raw.get("structure_dtype")
     dtypes = flatten_nested(dtypes_raw) if isinstance(dtypes_raw, dict) else {}
     if not shapes or set(shapes) != set(dtypes):

@@ -52,7 +52,9 @@ class WriterLock:
     def acquire(cls, store: Store, break_lock: bool = False) -> WriterLock:
         """Take the lock or raise :class:`VaultLockedError`."""
         if store.location.kind == "file":
-            _acquire_local(os.path.join(store.location.local_path or "", LOCK_FILE), store, break_lock)
+            _acquire_local(
+                os.path.join(store.location.local_path or "", LOCK_FILE), store, break_lock
+            )
         else:
             _acquire_object(store, break_lock)
         return cls(store)

@@ -133,6 +133,27 @@ class Store:
             return os.path.exists(self.location.local_path or "")
         return self.has_any_key()
 
+    def clear_stale_io_locks(self) -> int:
+        """Delete ``*.__lock`` files a killed writer left behind (local vaults, lock held).
+
+        tensorstore's file kvstore writes each key to ``<key>.__lock`` and renames it into
+        place; it reopens a leftover ``.__lock`` file without truncating it, so after a SIGKILL
+        the next commit of ``manifest.ocdbt`` would carry the stale tail and fail to decode.
+        Only call this while holding the writer lock. Returns the number of files removed.
+        """
+        if self.location.kind != "file":
+            return 0
+        removed = 0
+        for root, _, files in os.walk(self.location.local_path or ""):
+            for name in files:
+                if name.endswith(".__lock"):
+                    try:
+                        os.unlink(os.path.join(root, name))
+                        removed += 1
+                    except FileNotFoundError:
+                        continue
+        return removed
+
     # --- arrays -----------------------------------------------------------------------------
     def _spec(self, name: str) -> dict[str, Any]:
         return {
@@ -178,7 +199,9 @@ class Store:
         durable writes, manifest) runs in the background and its future is returned.
         """
         txn = ts.Transaction(atomic=True)
-        futures = [store.with_transaction(txn)[index].write(value) for store, index, value in writes]
+        futures = [
+            store.with_transaction(txn)[index].write(value) for store, index, value in writes
+        ]
         for future in futures:
             future.result()
         commit = txn.commit_async()

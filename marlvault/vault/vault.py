@@ -196,11 +196,15 @@ class Vault:
             )
         num_rows, leaves = _structure_from_example(where, example_or_structure)
         if chunks is not None and (not isinstance(chunks, int) or chunks < 1):
-            raise VaultError(f"{where}: chunks expected a positive int (time steps), found {chunks!r}")
+            raise VaultError(
+                f"{where}: chunks expected a positive int (time steps), found {chunks!r}"
+            )
         user = dict(metadata or {})
         clash = [k for k in fmt.RESERVED_KEYS if k in user]
         if clash:
-            raise VaultError(f"{where}: metadata keys {clash} are reserved by the format; fix: rename them")
+            raise VaultError(
+                f"{where}: metadata keys {clash} are reserved by the format; fix: rename them"
+            )
         ours = {
             "format_revision": fmt.FORMAT_REVISION,
             "chunk_steps": chunks or fmt.default_chunk_steps(num_rows, leaves),
@@ -261,6 +265,8 @@ class Vault:
         meta = fmt.parse_metadata(where, raw)
         lock = WriterLock.acquire(store, break_lock) if mode == "a" else None
         try:
+            if lock is not None:
+                store.clear_stale_io_locks()
             return cls(store, meta, mode, lock)
         except BaseException:
             if lock is not None:
@@ -485,7 +491,11 @@ class Vault:
         for key, leaf in self._leaves.items():
             arr = np.asarray(flat[key])
             want_shape = (self.num_rows, "T", *leaf.shape)
-            if arr.ndim != len(leaf.shape) + 2 or arr.shape[0] != self.num_rows or tuple(arr.shape[2:]) != leaf.shape:
+            if (
+                arr.ndim != len(leaf.shape) + 2
+                or arr.shape[0] != self.num_rows
+                or tuple(arr.shape[2:]) != leaf.shape
+            ):
                 raise SchemaMismatchError(
                     f"{self.path}: leaf {key!r} expected shape {want_shape}, found {arr.shape}; "
                     "fix: give every leaf shape (B, T, *leaf_shape) with the vault's B"
@@ -524,7 +534,10 @@ class Vault:
         self._buf_len = self._committed - self._buf_start
         if self._buf_len:
             bufs = self._ensure_buffers()
-            items = [(self._arrays[k], (slice(None), slice(self._buf_start, self._committed))) for k in bufs]
+            items = [
+                (self._arrays[k], (slice(None), slice(self._buf_start, self._committed)))
+                for k in bufs
+            ]
             for key, value in zip(bufs, read_all(items), strict=True):
                 bufs[key][:, : self._buf_len] = value
 
@@ -542,7 +555,9 @@ class Vault:
         cursor = self._cursor if self._cursor is not None else ep.empty_cursor(self.num_rows)
         r, t, tr = (block.get(k) if k else None for k in self._ep_keys)
         rows, cursor = ep.scan_block(cursor, start, r, t, tr)
-        writes = [(self._arrays[k], (slice(None), slice(start, start + n)), v) for k, v in block.items()]
+        writes = [
+            (self._arrays[k], (slice(None), slice(start, start + n)), v) for k, v in block.items()
+        ]
         writes.append((self._index_store, slice(None), np.array([start + n], np.int32)))
         writes += self._episode_writes(rows, cursor)
         future = self._store.atomic_write(writes, wait=False)
@@ -600,7 +615,9 @@ class Vault:
             picked = np.arange(self.num_rows)[rows]
         else:
             picked = np.atleast_1d(np.asarray(rows))
-        if picked.dtype.kind not in "iu" or (picked.size and (picked.min() < 0 or picked.max() >= self.num_rows)):
+        if picked.dtype.kind not in "iu" or (
+            picked.size and (picked.min() < 0 or picked.max() >= self.num_rows)
+        ):
             raise VaultRangeError(
                 f"{self.path}: rows expected integers in [0, {self.num_rows}), found {rows!r}; "
                 "fix: select existing rows"
@@ -766,9 +783,15 @@ def _create_episode_arrays(store: Store, num_rows: int) -> None:
     zstd = {"id": "zstd", "level": 3}
     cols = len(fmt.EPISODE_COLUMNS)
     store.create_array(
-        fmt.EPISODES_ARRAY, (fmt.EPISODE_CAPACITY, cols), np.dtype(np.float64), (fmt.EPISODE_CHUNK, cols), zstd
+        fmt.EPISODES_ARRAY,
+        (fmt.EPISODE_CAPACITY, cols),
+        np.dtype(np.float64),
+        (fmt.EPISODE_CHUNK, cols),
+        zstd,
     )
-    store.create_array(fmt.CURSOR_ARRAY, (num_rows + 1, 2), np.dtype(np.float64), (num_rows + 1, 2), zstd)
+    store.create_array(
+        fmt.CURSOR_ARRAY, (num_rows + 1, 2), np.dtype(np.float64), (num_rows + 1, 2), zstd
+    )
 
 
 def _creator() -> dict[str, Any]:

@@ -15,7 +15,9 @@ def stream(t0: int, t1: int) -> dict:
     ends_t = ((t + b) % 9 == 8)[..., None] * agents
     ends_c = ((t + 2 * b) % 13 == 12)[..., None] * agents
     return {
-        "observations": ((t * 8 + b)[..., None, None] + np.arange(3)[None, None, None, :] * agents[..., None]).astype(np.float32),
+        "observations": (
+            (t * 8 + b)[..., None, None] + np.arange(3)[None, None, None, :] * agents[..., None]
+        ).astype(np.float32),
         "actions": ((t * 3 + b) % 5)[..., None].repeat(2, -1).astype(np.int32),
         "rewards": (((t * 7 + b) % 11) / 4.0)[..., None].repeat(2, -1).astype(np.float32),
         "terminals": ends_t.astype(np.float32),

@@ -43,7 +43,13 @@ def assert_tree_equal(got: dict, want: dict) -> None:
             assert_tree_equal(got[key], want[key])
         else:
             g, w = np.asarray(got[key]), np.asarray(want[key])
-            assert g.shape == w.shape and g.dtype == w.dtype, (key, g.shape, g.dtype, w.shape, w.dtype)
+            assert g.shape == w.shape and g.dtype == w.dtype, (
+                key,
+                g.shape,
+                g.dtype,
+                w.shape,
+                w.dtype,
+            )
             np.testing.assert_array_equal(g, w, err_msg=key)
 
 
@@ -57,7 +63,17 @@ def brute_episodes(data: dict) -> list[tuple]:
         start = 0
         for t in range(rew.shape[1]):
             if term[b, t] or trunc[b, t]:
-                out.append((b, start, t + 1 - start, rew[b, start : t + 1].sum(), bool(term[b, t]), bool(trunc[b, t] and not term[b, t]), True))
+                out.append(
+                    (
+                        b,
+                        start,
+                        t + 1 - start,
+                        rew[b, start : t + 1].sum(),
+                        bool(term[b, t]),
+                        bool(trunc[b, t] and not term[b, t]),
+                        True,
+                    )
+                )
                 start = t + 1
         if start < rew.shape[1]:
             out.append((b, start, rew.shape[1] - start, rew[b, start:].sum(), False, False, False))

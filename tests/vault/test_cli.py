@@ -16,7 +16,9 @@ runner = CliRunner()
 
 
 def _make(path: str) -> None:
-    with Vault.create(path, make_batch(2, 1, 0), chunks=4, metadata={"marlvault": {"env": "lbf"}}) as v:
+    with Vault.create(
+        path, make_batch(2, 1, 0), chunks=4, metadata={"marlvault": {"env": "lbf"}}
+    ) as v:
         v.append(make_batch(2, 30, 1))
 
 
@@ -25,14 +27,24 @@ def test_info_table_and_json(tmp_path):
     _make(path)
     result = runner.invoke(app, ["vault", "info", path])
     assert result.exit_code == 0, result.output
-    for text in ("infos.legals", "(2, 4)", "float32", "steps (T): 30", "complete", "codec", "marlvault"):
+    for text in (
+        "infos.legals",
+        "(2, 4)",
+        "float32",
+        "steps (T): 30",
+        "complete",
+        "codec",
+        "marlvault",
+    ):
         assert text in result.output, text
     result = runner.invoke(app, ["vault", "info", path, "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["rows"] == 2 and summary["steps"] == 30
     assert {leaf["key"] for leaf in summary["structure"]} >= {"observations", "infos.state"}
-    assert summary["episodes"]["complete"] + summary["episodes"]["incomplete"] == len(Vault.open(path).episodes)
+    assert summary["episodes"]["complete"] + summary["episodes"]["incomplete"] == len(
+        Vault.open(path).episodes
+    )
     assert summary["marlvault"]["env"] == "lbf" and summary["size_on_disk"] > 0
 
 

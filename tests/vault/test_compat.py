@@ -18,16 +18,27 @@ B, BUF, ADD = 2, 12, 4
 
 def _buffer():
     buf = fbx.make_trajectory_buffer(
-        add_batch_size=B, max_length_time_axis=BUF, min_length_time_axis=1, sample_batch_size=1, sample_sequence_length=1, period=1
+        add_batch_size=B,
+        max_length_time_axis=BUF,
+        min_length_time_axis=1,
+        sample_batch_size=1,
+        sample_sequence_length=1,
+        period=1,
     )
-    item = {"obs": jnp.zeros((3,), jnp.float32), "rewards": jnp.zeros((), jnp.float32), "terminals": jnp.zeros((), jnp.bool_)}
+    item = {
+        "obs": jnp.zeros((3,), jnp.float32),
+        "rewards": jnp.zeros((), jnp.float32),
+        "terminals": jnp.zeros((), jnp.bool_),
+    }
     return buf, buf.init(item)
 
 
 def _add(buf, state, step: int):
     t = jnp.arange(step * ADD, (step + 1) * ADD, dtype=jnp.float32)
     batch = {
-        "obs": jnp.broadcast_to(t[None, :, None] + jnp.arange(B)[:, None, None] * 1000, (B, ADD, 3)),
+        "obs": jnp.broadcast_to(
+            t[None, :, None] + jnp.arange(B)[:, None, None] * 1000, (B, ADD, 3)
+        ),
         "rewards": jnp.broadcast_to(t[None] * 0.5, (B, ADD)),
         "terminals": jnp.broadcast_to((t[None] % 5) == 4, (B, ADD)),
     }
@@ -48,17 +59,23 @@ def test_mava_store_experience_loop(tmp_path, vault_cls, monkeypatch):
     assert written == 40 and vault.vault_index == 40
     got = vault.read().experience
     assert got["obs"].shape == (B, 40, 3)
-    np.testing.assert_array_equal(np.asarray(got["obs"][:, :, 0]), np.arange(40)[None] + np.arange(B)[:, None] * 1000)
+    np.testing.assert_array_equal(
+        np.asarray(got["obs"][:, :, 0]), np.arange(40)[None] + np.arange(B)[:, None] * 1000
+    )
     last = vault.read(timesteps=8).experience
     np.testing.assert_array_equal(np.asarray(last["rewards"][0]), np.arange(32, 40) * 0.5)
     half = vault.read(percentiles=(25, 50)).experience
     assert half["terminals"].shape == (B, 10) and half["terminals"].dtype == jnp.bool_
     if vault_cls is CompatVault:
         vault.close()
-        theirs = FbxVault(vault_name="rware", vault_uid="run")  # flashbax reads what the drop-in wrote
+        theirs = FbxVault(
+            vault_name="rware", vault_uid="run"
+        )  # flashbax reads what the drop-in wrote
         assert theirs.vault_index == 40
         for key in got:
-            np.testing.assert_array_equal(np.asarray(theirs.read().experience[key]), np.asarray(got[key]))
+            np.testing.assert_array_equal(
+                np.asarray(theirs.read().experience[key]), np.asarray(got[key])
+            )
 
 
 def test_first_write_of_a_wrapped_full_buffer(tmp_path, monkeypatch):

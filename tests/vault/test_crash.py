@@ -94,3 +94,15 @@ def test_reader_process_sees_consistent_prefix(ctx, tmp_path):
     assert reader.refresh() == 400
     assert len(set(seen)) > 3, f"reader saw too few distinct commits: {sorted(set(seen))}"
     assert_episodes(reader.episodes, crash_worker.stream(0, 400))
+
+
+def test_stale_tensorstore_lock_file_is_not_reused(tmp_path):
+    """A killed writer can leave ``manifest.ocdbt.__lock``; tensorstore would reuse it untruncated."""
+    path = str(tmp_path / "stale")
+    with Vault.create(path, crash_worker.stream(0, 1), chunks=8) as v:
+        v.append(crash_worker.stream(0, 8))
+    with open(os.path.join(path, "manifest.ocdbt.__lock"), "wb") as fh:
+        fh.write(b"x" * 5000)
+    with Vault.open(path, mode="a") as v:
+        v.append(crash_worker.stream(8, 16))
+    assert _check_prefix(path) == 16

@@ -48,7 +48,9 @@ def vault_path(tmp_path):
         pytest.param(lambda b: b.__setitem__("extra", b["rewards"]), id="extra-leaf"),
         pytest.param(lambda b: b.__setitem__("rewards", b["rewards"][..., :1]), id="shape"),
         pytest.param(lambda b: b.__setitem__("actions", b["actions"][:, :, None]), id="rank"),
-        pytest.param(lambda b: b.__setitem__("rewards", b["rewards"].astype(np.float64)), id="dtype"),
+        pytest.param(
+            lambda b: b.__setitem__("rewards", b["rewards"].astype(np.float64)), id="dtype"
+        ),
         pytest.param(lambda b: b.__setitem__("rewards", b["rewards"][:, :2]), id="time-mismatch"),
     ],
 )
@@ -127,7 +129,13 @@ def test_exists_locked_readonly(vault_path):
 
 def test_read_out_of_range(vault_path):
     v = Vault.open(vault_path)
-    for kwargs in ({"start": 0, "stop": 8}, {"start": 5, "stop": 3}, {"start": -1}, {"rows": [2]}, {"keys": "nope"}):
+    for kwargs in (
+        {"start": 0, "stop": 8},
+        {"start": 5, "stop": 3},
+        {"start": -1},
+        {"rows": [2]},
+        {"keys": "nope"},
+    ):
         with pytest.raises(VaultRangeError) as info:
             v.read(**kwargs)
         assert vault_path in str(info.value) and "expected" in str(info.value)

@@ -22,12 +22,16 @@ def _fbx_write(path: str, batches: list[dict], buffer_len: int = 16) -> None:
     """Write batches with flashbax the way Mava does: a buffer state per write."""
     parent, uid = os.path.split(path)
     root, name = os.path.split(parent)
-    template = jax.tree.map(lambda x: np.zeros((x.shape[0], buffer_len, *x.shape[2:]), x.dtype), batches[0])
+    template = jax.tree.map(
+        lambda x: np.zeros((x.shape[0], buffer_len, *x.shape[2:]), x.dtype), batches[0]
+    )
     vault = fbx_vault.Vault(name, experience_structure=template, rel_dir=root, vault_uid=uid)
     for batch in batches:
         t = jax.tree_util.tree_leaves(batch)[0].shape[1]
         exp = jax.tree.map(lambda buf, x, t=t: np.concatenate([x, buf[:, t:]], 1), template, batch)
-        state = TrajectoryBufferState(experience=exp, current_index=np.int32(t), is_full=np.bool_(False))
+        state = TrajectoryBufferState(
+            experience=exp, current_index=np.int32(t), is_full=np.bool_(False)
+        )
         vault._last_received_fbx_index = 0
         assert vault.write(state) == t
 
@@ -47,7 +51,9 @@ def test_flashbax_reads_ours_bit_exact(tmp_path):
     got = jax.tree.map(np.asarray, fbx.read().experience)
     assert_tree_equal(got, want)
     # with a structure too, and a percentile read
-    fbx2 = fbx_vault.Vault("rware", experience_structure=batches[0], rel_dir=str(tmp_path / "vaults"), vault_uid="ours")
+    fbx2 = fbx_vault.Vault(
+        "rware", experience_structure=batches[0], rel_dir=str(tmp_path / "vaults"), vault_uid="ours"
+    )
     part = jax.tree.map(np.asarray, fbx2.read(percentiles=(0, 50)).experience)
     assert_tree_equal(part, jax.tree.map(lambda x: x[:, :29], want))
 
@@ -59,9 +65,22 @@ def test_ours_reads_flashbax_bit_exact(tmp_path):
     want = concat(batches)
     v = Vault.open(path)  # opened without a structure: layout from metadata.json only
     assert v.num_rows == B and v.num_steps == 26
-    assert sorted(v.keys) == sorted(["actions", "infos.legals", "infos.state", "observations", "rewards", "terminals", "truncations"])
+    assert sorted(v.keys) == sorted(
+        [
+            "actions",
+            "infos.legals",
+            "infos.state",
+            "observations",
+            "rewards",
+            "terminals",
+            "truncations",
+        ]
+    )
     assert_tree_equal(v.read(), want)
-    assert_tree_equal(v.read(3, 9, rows=[0, 2], keys="infos"), {"infos": jax.tree.map(lambda x: x[[0, 2], 3:9], want["infos"])})
+    assert_tree_equal(
+        v.read(3, 9, rows=[0, 2], keys="infos"),
+        {"infos": jax.tree.map(lambda x: x[[0, 2], 3:9], want["infos"])},
+    )
     assert_episodes(v.episodes, want)  # computed from terminals/truncations, cached
     streamed = concat([c for _, c in v.iter_chunks(5)])
     assert_tree_equal(streamed, want)

@@ -34,7 +34,9 @@ def test_appends_round_trip(tmp_path, sizes):
 def test_structure_metadata_reads(tmp_path):
     path = str(tmp_path / "v")
     data = make_batch(4, 37, seed=3)
-    with Vault.create(path, data, chunks=16, compression="gzip", metadata={"run": 7, "marlvault": {"env": "lbf"}}) as v:
+    with Vault.create(
+        path, data, chunks=16, compression="gzip", metadata={"run": 7, "marlvault": {"env": "lbf"}}
+    ) as v:
         v.append(data)
     v = Vault.open(path)
     assert v.structure["infos"]["legals"] == jax.ShapeDtypeStruct((2, 4), np.float32)
@@ -51,7 +53,9 @@ def test_structure_metadata_reads(tmp_path):
     assert isinstance(v.read()["rewards"], np.ndarray)
     chunks = list(v.iter_chunks(10, rows=[0, 3], keys="rewards"))
     assert [s for s, _ in chunks] == [0, 10, 20, 30]
-    np.testing.assert_array_equal(np.concatenate([c["rewards"] for _, c in chunks], 1), data["rewards"][[0, 3]])
+    np.testing.assert_array_equal(
+        np.concatenate([c["rewards"] for _, c in chunks], 1), data["rewards"][[0, 3]]
+    )
 
 
 def test_default_chunking_and_codec(tmp_path):
@@ -89,7 +93,9 @@ def test_exist_ok_and_namedtuple_structure(tmp_path):
         rewards: np.ndarray
         terminals: np.ndarray
 
-    exp = Exp(np.ones((2, 3, 4), np.float32), np.ones((2, 3), np.float32), np.zeros((2, 3), np.bool_))
+    exp = Exp(
+        np.ones((2, 3, 4), np.float32), np.ones((2, 3), np.float32), np.zeros((2, 3), np.bool_)
+    )
     path = str(tmp_path / "nt")
     with Vault.create(path, exp) as v:
         v.append(exp)
