@@ -1,0 +1,86 @@
+"""``marlvault train ippo|mappo [KEY=VALUE ...]``: online training from typed config overrides."""
+
+from __future__ import annotations
+
+import typer
+from typer.core import TyperCommand
+
+from marlvault.errors import MarlvaultError
+
+train_app = typer.Typer(
+    help="Train an online MARL system (Anakin IPPO/MAPPO) on a JAX environment.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+_OVERRIDES_HELP = "Config overrides KEY=VALUE, e.g. env=lbf scenario=8x8-2p-2f-coop arch.num_envs=64"
+
+
+def _keys_help() -> str:
+    from marlvault.config import describe_keys, env_presets
+    from marlvault.online.ippo import Config
+
+    rows = "\n\n".join(f"{key} ({tp}, default {default})" for key, tp, default in
+                       describe_keys(Config))  # fmt: skip
+    return (
+        "Keys (KEY=VALUE; numbers like 2e6 are accepted for integers, lists as 128,128):"
+        f"\n\nenv=NAME and scenario=NAME are shortcuts for env.env_name and env.scenario."
+        f"\n\n{rows}\n\nEnvironment presets: {', '.join(env_presets())}"
+    )
+
+
+def _run(overrides: list[str], extra: list[str]) -> None:
+    from marlvault import config
+    from marlvault.online import ippo, run
+
+    try:
+        cfg = config.load(ippo.Config, "ippo", [*extra, *overrides])
+        result = run.train(cfg)
+    except MarlvaultError as err:
+        typer.echo(f"error: {err}", err=True)
+        # SystemExit, not typer.Exit: the root ``main`` runs click with standalone_mode=False,
+        # which turns typer.Exit into a return value that would be lost.
+        raise SystemExit(err.exit_code) from None
+    typer.echo(
+        f"\n{result.algorithm} {cfg.env.env_name}/{cfg.env.scenario} done: "
+        f"final eval return {result.final_return_mean:.3f} ± {result.final_return_std:.3f} "
+        f"(best {result.best_return_mean:.3f})\n"
+        f"env steps {result.env_steps:,}  wall time {result.wall_time:.1f} s "
+        f"(compile {result.compile_time:.1f} s)  training SPS {result.sps:,.0f}\n"
+        f"logs: {result.run_dir}"
+        + (f"\ncheckpoints: {result.checkpoint_dir}" if result.checkpoint_dir else "")
+    )
+
+
+def ippo_command(
+    overrides: list[str] = typer.Argument(None, help=_OVERRIDES_HELP, show_default=False),
+) -> None:
+    """Independent PPO: each agent's critic sees its own observation."""
+    _run(overrides or [], [])
+
+
+def mappo_command(
+    overrides: list[str] = typer.Argument(None, help=_OVERRIDES_HELP, show_default=False),
+) -> None:
+    """Multi-agent PPO: IPPO with a centralised critic on the global state."""
+    _run(overrides or [], ["system.centralised_critic=true"])
+
+
+class _KeysHelpCommand(TyperCommand):
+    """A command whose ``--help`` ends with the config keys (built only when asked, so that
+    importing the CLI does not import JAX)."""
+
+    @property
+    def epilog(self) -> str:  # type: ignore[override]
+        return _keys_help()
+
+    @epilog.setter
+    def epilog(self, value: str | None) -> None:
+        del value
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``train`` to the root command."""
+    train_app.command("ippo", cls=_KeysHelpCommand)(ippo_command)
+    train_app.command("mappo", cls=_KeysHelpCommand)(mappo_command)
+    app.add_typer(train_app, name="train")

@@ -1,0 +1,56 @@
+"""``marlvault train``: help lists keys, unknown keys fail fast, a tiny run prints a summary."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from marlvault.checkpoint import load_policy
+from marlvault.cli import app
+from marlvault.envs.registry import make_env
+
+runner = CliRunner()
+
+
+def test_help_lists_config_keys():
+    result = runner.invoke(app, ["train", "ippo", "--help"])
+    assert result.exit_code == 0
+    for key in ("system.rollout_length", "arch.num_envs", "network.actor_hidden", "env=NAME"):
+        assert key in result.output
+
+
+def test_unknown_key_exits_2_and_lists_valid_keys():
+    result = runner.invoke(app, ["train", "ippo", "system.rollout_lenght=64"])
+    assert result.exit_code == 2
+    assert "system.rollout_lenght" in result.output
+    assert "system.rollout_length" in result.output and "arch.num_envs" in result.output
+
+
+def test_bad_value_exits_2():
+    result = runner.invoke(app, ["train", "mappo", "system.total_timesteps=lots"])
+    assert result.exit_code == 2
+    assert "system.total_timesteps" in result.output and "int" in result.output
+
+
+def test_tiny_mappo_run_prints_summary_and_writes_outputs(tmp_path):
+    args = [
+        "train", "mappo", "env=lbf", "scenario=8x8-2p-2f-coop", "arch.num_envs=4",
+        "arch.num_eval_episodes=4", "arch.num_evaluation=2", "system.rollout_length=8",
+        "system.total_timesteps=64", "network.actor_hidden=16", "network.critic_hidden=16",
+        f"logger.base_dir={tmp_path}", "logger.console=false",
+    ]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "final eval return" in result.output and "training SPS" in result.output
+    run_dir = tmp_path / "mappo_lbf_8x8-2p-2f-coop_seed42"
+    data = json.loads((run_dir / "metrics.json").read_text())
+    run = data["lbf"]["8x8-2p-2f-coop"]["mappo"]["seed_42"]
+    assert run["step_1"]["step_count"] == 64 and "absolute_metrics" in run
+    assert (run_dir / "checkpoints" / "best" / "meta.json").exists()
+    # MAPPO: the saved critic reads the global state (+ agent id), restorable for evaluation
+    config, params = load_policy(run_dir / "checkpoints" / "last")
+    assert config.system.centralised_critic is True
+    spec = make_env("lbf", "8x8-2p-2f-coop").spec
+    kernel = params["critic"]["params"]["MLPTorso_0"]["Dense_0"]["kernel"]
+    assert kernel.shape == (spec.state_dim + spec.num_agents, 16)

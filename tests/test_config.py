@@ -1,0 +1,120 @@
+"""Typed config: coercion, presets, overrides, unknown keys, dict round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from marlvault import config
+from marlvault.errors import ConfigError
+from marlvault.online.ippo import Config
+
+
+def test_scientific_integer_and_tuple_and_bool_coercion():
+    cfg = config.load(
+        Config,
+        "ippo",
+        [
+            "system.total_timesteps=2e6",
+            "arch.num_envs=64",
+            "network.actor_hidden=64,32",
+            "system.centralised_critic=True",
+            "system.lr=1e-3",
+            "logger.run_name=null",
+        ],
+    )
+    assert cfg.system.total_timesteps == 2_000_000
+    assert isinstance(cfg.system.total_timesteps, int)
+    assert cfg.arch.num_envs == 64
+    assert cfg.network.actor_hidden == (64, 32)
+    assert cfg.system.centralised_critic is True
+    assert cfg.system.lr == pytest.approx(1e-3)
+    assert cfg.logger.run_name is None
+
+
+def test_preset_sets_field_defaults_from_yaml():
+    cfg = config.load(Config, "ippo")
+    assert cfg.system.rollout_length == 128 and cfg.system.ppo_epochs == 4
+    assert cfg.system.num_minibatches == 2 and cfg.system.lr == pytest.approx(2.5e-4)
+    assert cfg.network.critic_hidden == (128, 128)
+    assert isinstance(cfg.system.total_timesteps, int)  # "2e6" in YAML is a string
+
+
+def test_env_shortcuts():
+    cfg = config.load(Config, "ippo", ["env=lbf", "scenario=8x8-2p-2f-coop"])
+    assert (cfg.env.env_name, cfg.env.scenario) == ("lbf", "8x8-2p-2f-coop")
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as err:
+        config.load(Config, "ippo", ["system.rollout_lenght=64"])
+    msg = str(err.value)
+    assert "system.rollout_lenght" in msg
+    assert "system.rollout_length" in msg and "arch.num_envs" in msg
+
+
+def test_unknown_section_rejected():
+    with pytest.raises(ConfigError, match="nosection.x"):
+        config.load(Config, None, ["nosection.x=1"])
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("system.rollout_length=abc", "int"),
+        ("system.rollout_length=1.5", "int"),
+        ("system.gamma=yes", "float"),
+        ("system.decay_lr=maybe", "bool"),
+    ],
+)
+def test_bad_value_names_key_type_and_value(override, expected):
+    key, _, value = override.partition("=")
+    with pytest.raises(ConfigError) as err:
+        config.load(Config, None, [override])
+    msg = str(err.value)
+    assert key in msg and expected in msg and value in msg
+
+
+def test_override_without_equals_sign():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        config.load(Config, None, ["system.rollout_length"])
+
+
+def test_validation_in_post_init():
+    with pytest.raises(ConfigError, match="num_minibatches"):
+        config.load(Config, None, ["system.rollout_length=10", "system.num_minibatches=3"])
+    with pytest.raises(ConfigError, match="num_envs"):
+        config.load(Config, None, ["arch.num_envs=0"])
+
+
+def test_dict_round_trip_through_json():
+    cfg = config.load(Config, "ippo", ["network.actor_hidden=32,32", "record.extras=log_prob,update"])
+    data = json.loads(json.dumps(config.to_dict(cfg)))
+    assert data["system"]["rollout_length"] == 128
+    back = config.from_dict(Config, data)
+    assert back == cfg
+    assert back.record.extras == ("log_prob", "update")
+
+
+def test_from_dict_rejects_unknown_key():
+    with pytest.raises(ConfigError, match="arch.num_env"):
+        config.from_dict(Config, {"arch": {"num_env": 3}})
+
+
+def test_record_section_placeholder_defaults():
+    rec = Config().record
+    assert rec.path is None and rec.every_k_updates == 1 and rec.stop_step is None
+
+
+def test_env_presets_are_valid():
+    for name in config.env_presets():
+        env_name, _, scenario = name.partition("-")
+        cfg = config.load(Config, "ippo", [f"env={env_name}", f"scenario={scenario}"])
+        assert cfg.env.scenario == scenario
+
+
+def test_describe_keys_covers_every_key():
+    keys = [k for k, _, _ in config.describe_keys(Config)]
+    assert keys == config.valid_keys(Config)
+    assert "system.centralised_critic" in keys
