@@ -191,8 +191,8 @@ def parse_metadata(path: str, data: bytes) -> VaultMeta:
         raise _bad(path, f"found version {version!r}")
     if int(version // 1) > int(FLASHBAX_VERSION // 1):
         raise VaultVersionError(
-            f"{path}: written with format version {version}, this marlvault reads major version "
-            f"{int(FLASHBAX_VERSION)}; fix: upgrade marlvault"
+            f"{path}/{METADATA_FILE}: expected format version {int(FLASHBAX_VERSION)}.x, found "
+            f"{version} (written by a newer tool); fix: upgrade marlvault"
         )
     shapes = (
         flatten_nested(raw["structure_shape"]) if isinstance(raw["structure_shape"], dict) else {}

@@ -105,3 +105,18 @@ def test_exist_ok_and_namedtuple_structure(tmp_path):
     assert v.num_steps == 6 and set(v.keys) == {"obs", "rewards", "terminals"}
     idx = v.episodes
     assert len(idx) == 2 and not idx["complete"].any() and np.allclose(idx["return"], 6.0)
+
+
+def test_locations(monkeypatch):
+    from marlvault.vault.store import parse_location
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "id")
+    s3 = parse_location("s3://bucket/a/b/")
+    assert s3.kind == "s3" and s3.display == "s3://bucket/a/b"
+    assert s3.base["bucket"] == "bucket" and s3.base["path"] == "a/b/"
+    assert s3.base["endpoint"] == "http://127.0.0.1:9" and "id" not in repr(s3)
+    gs = parse_location("gs://bkt/x")
+    assert gs.base == {"driver": "gcs", "bucket": "bkt", "path": "x/"}
+    local = parse_location("file:///tmp/v")
+    assert local.kind == "file" and local.local_path == "/tmp/v"
