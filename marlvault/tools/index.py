@@ -149,7 +149,11 @@ class _Accumulator:
         for b in range(r.shape[0]):
             self._add_row(b, t0, r[b], term[b], trunc[b], upd if upd is None else upd[b : b + 1])
 
-    def _add_row(self, b, t0, r, term, trunc, upd) -> None:  # noqa: ANN001 - internal
+    def _add_row(
+        self, b: int, t0: int, r: np.ndarray, term: np.ndarray, trunc: np.ndarray,
+        upd: np.ndarray | None,
+    ) -> None:
+        """Close the episodes of row ``b`` that end in this chunk (``r, term, trunc``: [t])."""
         st = self.state
         ends = np.flatnonzero(term | trunc)  # local indices of episode ends
         csum = np.concatenate([[0.0], np.cumsum(r)])

@@ -43,7 +43,8 @@ class ReturnStats:
     """Mean length of the complete episodes."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain dict for JSON; statistics of an empty set (NaN) become ``None``."""
+        return {k: None if isinstance(v, float) and v != v else v for k, v in asdict(self).items()}
 
 
 def stats_from_returns(

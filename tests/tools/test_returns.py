@@ -61,3 +61,10 @@ def test_plot_several_vaults(vault_path, fbx_path, tmp_path):
 def test_plot_empty_series(tmp_path):
     out = plot_returns({"none": np.zeros(0)}, tmp_path / "e.png")
     assert out.exists()
+
+
+def test_no_complete_episode_gives_none_in_json(tmp_path):
+    from marlvault.tools.returns import stats_from_returns
+
+    d = stats_from_returns("x", np.zeros(0), np.zeros(0, int), incomplete=3).to_dict()
+    assert d["count"] == 0 and d["incomplete"] == 3 and d["mean"] is None
