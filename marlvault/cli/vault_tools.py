@@ -57,8 +57,8 @@ def returns_cmd(
         table.add_column(col, justify="left" if col == "path" else "right")
     for s in stats:
         d = s.to_dict()
-        table.add_row(*(str(d[c]) if c in ("path", "count", "incomplete") else f"{d[c]:.4g}"
-                        for c in cols))
+        table.add_row(*("-" if d[c] is None else str(d[c]) if c in ("path", "count", "incomplete")
+                        else f"{d[c]:.4g}" for c in cols))
     Console(width=140).print(table)
     if plot is not None:
         typer.echo(f"plot written to {plot}")
