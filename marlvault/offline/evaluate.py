@@ -4,7 +4,9 @@
 offline policies may carry a GRU state, so this module runs the same protocol with the
 :class:`~marlvault.offline.common.Algorithm`'s ``act``: ``E`` auto-resetting envs step together
 (one ``jit``, ``lax.while_loop``) until each has finished its first episode, which alone is scored;
-actions are greedy over legal actions; agent ids are appended to the raw observations when the
+actions are greedy over legal actions (optionally epsilon-greedy: with probability ``epsilon``
+an agent takes a uniformly random legal action, the usual way to break the dead-locks a
+deterministic policy can fall into, e.g. in LBF); agent ids are appended to the raw observations when the
 policy was trained with them; the recurrent state is reset where an env starts a new episode.
 Episode return = sum over time of the mean agent reward (as in the vault's episode index).
 """
@@ -31,9 +33,11 @@ class _Carry(NamedTuple):
     finished: Array  # [E] bool
     result: EvalMetrics  # [E]
     steps: Array  # [] int32
+    key: Array  # PRNG key for epsilon-greedy
 
 
-def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: bool):
+def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: bool,
+                   epsilon: float = 0.0):
     """Build ``evaluate(params, key) -> EvalMetrics [E]`` (jitted).
 
     Args:
@@ -41,6 +45,7 @@ def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: 
         algo: the trained algorithm (its ``act`` and ``init_hidden``).
         num_episodes: E, episodes run in parallel.
         agent_ids: append one-hot agent ids to the observations (as the dataset did).
+        epsilon: probability of a random legal action per agent and step (0: greedy).
     """
     vec = VecEnv(env, num_episodes)
     max_steps = env.spec.time_limit + 1
@@ -48,6 +53,11 @@ def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: 
     def body(params: Any, c: _Carry) -> _Carry:
         obs = add_agent_ids(c.timestep.obs) if agent_ids else c.timestep.obs
         hidden, actions = algo.act(params, c.hidden, obs, c.timestep.legal, c.reset)
+        key, k_rand, k_eps = jax.random.split(c.key, 3)
+        legal = c.timestep.legal.astype(jnp.float32)
+        random = jax.random.categorical(k_rand, jnp.where(legal > 0, 0.0, -1e9), axis=-1)
+        explore = jax.random.uniform(k_eps, actions.shape) < epsilon
+        actions = jnp.where(explore, random.astype(jnp.int32), actions)
         vstate, out = vec.step(c.vstate, actions)
         done = out.metrics.done
         first = done & ~c.finished
@@ -56,15 +66,17 @@ def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: 
             jnp.where(first, out.metrics.episode_length, c.result.episode_length),
             jnp.where(first, out.metrics.win, c.result.win),
         )
-        return _Carry(vstate, out.timestep, hidden, done, c.finished | first, result, c.steps + 1)
+        return _Carry(vstate, out.timestep, hidden, done, c.finished | first, result, c.steps + 1,
+                      key)
 
     def evaluate(params: Any, key: Array) -> EvalMetrics:
-        vstate, ts = vec.reset(key)
+        key, reset_key = jax.random.split(key)
+        vstate, ts = vec.reset(reset_key)
         e = num_episodes
         zeros = EvalMetrics(jnp.zeros(e, jnp.float32), jnp.zeros(e, jnp.int32),
                             jnp.zeros(e, bool))
         carry = _Carry(vstate, ts, algo.init_hidden(e), jnp.ones(e, bool), jnp.zeros(e, bool),
-                       zeros, jnp.zeros((), jnp.int32))
+                       zeros, jnp.zeros((), jnp.int32), key)
         carry = jax.lax.while_loop(
             lambda c: ~jnp.all(c.finished) & (c.steps < max_steps),
             lambda c: body(params, c),

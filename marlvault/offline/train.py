@@ -76,11 +76,15 @@ class OfflineArchConfig:
     """Episodes per evaluation, run in parallel."""
     final_eval_episodes: int = 128
     """Episodes of the final evaluation of the best parameters."""
+    eval_epsilon: float = 0.0
+    """Evaluation: probability of a random legal action per agent and step (0: greedy)."""
 
     def __post_init__(self) -> None:
         for name in ("num_evaluation", "num_eval_episodes", "final_eval_episodes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"arch.{name}: expected >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.eval_epsilon <= 1.0:
+            raise ConfigError(f"arch.eval_epsilon: expected in [0, 1], got {self.eval_epsilon}")
 
 
 def _logger_default() -> cfg.LoggerConfig:
@@ -278,7 +282,7 @@ def train_offline(algo: str, config: Any = ()) -> dict[str, Any]:
     try:
         best, stats = _train_loop(algo, algorithm, dataset, env, config, logger, run_dir)
         final_eval = make_evaluator(env, algorithm, config.arch.final_eval_episodes,
-                                    dataset.spec.add_agent_ids)
+                                    dataset.spec.add_agent_ids, config.arch.eval_epsilon)
         final = final_eval(best.params, jax.random.key(config.arch.seed + 1))
         logger.log_absolute(_episodes(final))
     finally:
@@ -301,7 +305,8 @@ def _train_loop(algo: str, algorithm: Algorithm, dataset: OfflineDataset, env: A
     """Blocks of updates, each followed by an evaluation, a log line and checkpoints."""
     arch, total = config.arch, config.system.num_updates
     blocks = min(arch.num_evaluation, total)
-    evaluate = make_evaluator(env, algorithm, arch.num_eval_episodes, dataset.spec.add_agent_ids)
+    evaluate = make_evaluator(env, algorithm, arch.num_eval_episodes, dataset.spec.add_agent_ids,
+                              arch.eval_epsilon)
     updater = _Updater(algorithm, dataset, arch.seed)
     key = jax.random.key(arch.seed)
     key, init_key = jax.random.split(key)
