@@ -515,6 +515,7 @@ def make_train(
     mesh: jax.sharding.Mesh | None = None,
     return_trajectories: bool = False,
     updates_per_call: int | None = None,
+    autoreset: str = "fast",
 ) -> Learner:
     """Build the learner for ``config`` on ``mesh`` (default: all local devices).
 
@@ -523,6 +524,7 @@ def make_train(
         mesh: from :func:`anakin.make_mesh`.
         return_trajectories: (static) also return the rollouts of every update, ``[U, T, B]``.
         updates_per_call: U, default ``config.updates_per_call``.
+        autoreset: the VecEnv auto-reset scheme ("fast" or "naive", for benchmarks).
 
     Raises:
         ConfigError: if ``arch.num_envs`` does not split over the devices.
@@ -531,7 +533,8 @@ def make_train(
     env = make_env(config.env.env_name, config.env.scenario)
     local = anakin.local_count(config.arch.num_envs, mesh, "arch.num_envs")
     nets = make_networks(env.spec, config)
-    update_step = make_update_step(VecEnv(env, local), nets, config, return_trajectories)
+    vec = VecEnv(env, local, autoreset=autoreset)
+    update_step = make_update_step(vec, nets, config, return_trajectories)
     u = config.updates_per_call if updates_per_call is None else updates_per_call
 
     def learn_local(state: LearnerState):
