@@ -35,7 +35,9 @@ class EnvSpec:
     action_dim: int
     """A, number of discrete actions per agent."""
     state_dim: int
-    """S, global state size; 0 when the environment has no global state."""
+    """S, global state size; 0 when the environment has no global state. For envs without a
+    global state of their own (rware, lbf) the adapters emit the concatenation of all agents'
+    raw observations, so ``S = N * O``."""
     time_limit: int
     """Episode length at which an episode is truncated."""
     has_win: bool = False

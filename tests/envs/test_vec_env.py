@@ -48,11 +48,11 @@ def make_rollout(venv, num_steps):
 @pytest.fixture(scope="module")
 def rware_runs():
     env = make_env("rware", "tiny-2ag", time_limit=T_LIMIT)
+    vstate, ts = jax.jit(VecEnv(env, num_envs=B).reset)(jax.random.PRNGKey(7))  # same for both
+    vstate = stagger(vstate, OFFSETS)
     runs = {}
     for scheme in ("naive", "fast"):
         venv = VecEnv(env, num_envs=B, autoreset=scheme)
-        vstate, ts = jax.jit(venv.reset)(jax.random.PRNGKey(7))
-        vstate = stagger(vstate, OFFSETS)
         runs[scheme] = make_rollout(venv, STEPS)(vstate, ts.legal, jax.random.PRNGKey(8))
     return env, runs
 
