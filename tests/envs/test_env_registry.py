@@ -126,3 +126,16 @@ def test_cli_envs_unknown_env_fails():
     assert result.exit_code != 0
     assert isinstance(result.exception, EnvNotFoundError)
     assert "rware" in str(result.exception)
+
+
+def test_cli_envs_info():
+    result = CliRunner().invoke(app, ["envs", "info", "lbf", "2s-8x8-2p-2f-coop"])
+    assert result.exit_code == 0, result.output
+    assert "fov" in result.output and "state_dim: 24" in result.output
+
+
+def test_scenario_info_fields():
+    info = scenario_info("rware", "tiny-4ag", time_limit=100)
+    assert info["time_limit"] == 100 and info["config"]["time_limit"] == 100
+    assert (info["num_agents"], info["obs_dim"], info["state_dim"]) == (4, 66, 264)
+    assert info["env_name"] == "rware" and info["scenario"] == "tiny-4ag"
