@@ -115,3 +115,9 @@ class DatasetError(MarlvaultError, ValueError):
     """A vault lacks what an offline algorithm needs (e.g. no global state for QMIX)."""
 
     exit_code = 40
+
+
+class EnvDependencyError(MarlvaultError, ImportError):
+    """A registered environment needs an optional package that is not installed."""
+
+    exit_code = 4
