@@ -479,43 +479,44 @@ def stream_windows(blocks: Iterator[Any], spec: DataSpec, config: DatasetConfig,
             yield gather_windows(buf, rows, t0, seq_len, spec, np)
 
 
-def _take_items(batch: SequenceBatch, idx: np.ndarray) -> SequenceBatch:
+def _take_items(batch: SequenceBatch, idx: Any) -> SequenceBatch:
     return SequenceBatch(*(x[idx] for x in batch))
 
 
-def shuffle_batches(windows: Iterator[SequenceBatch], capacity: int, batch_size: int,
+def _put_items(buffer: SequenceBatch, idx: Any, items: SequenceBatch) -> None:
+    for field, new in zip(buffer, items, strict=True):
+        field[idx] = new
+
+
+def shuffle_batches(windows: Iterator[SequenceBatch | None], capacity: int, batch_size: int,
                     rng: np.random.Generator) -> Iterator[SequenceBatch]:
     """A bounded shuffle buffer over a (repeating) window stream; yields batch-major batches.
 
-    The buffer fills to ``capacity`` windows; then each batch takes ``batch_size`` random slots
-    and refills them from the stream. If the stream is shorter than the buffer (small vault), the
-    buffer shrinks to what the stream holds and batches are drawn from it with replacement.
+    The buffer (preallocated, ``capacity`` windows) fills from the stream; then each batch takes
+    ``batch_size`` random slots and refills them with the next windows. ``None`` in the stream
+    marks the end of a pass over the vault: if the buffer is not full by then (a small vault), it
+    shrinks to what the stream holds. Memory: the buffer plus one block of windows.
     """
     buffer: SequenceBatch | None = None
-    pending: list[SequenceBatch] = []
+    size, pend, pos = 0, None, 0
     for items in windows:
-        if items is None:  # end of one pass over the vault
-            if buffer is not None and buffer.mask.shape[0] < capacity:
-                capacity = buffer.mask.shape[0]
+        if items is None:
+            capacity = max(min(capacity, size), 1)
             continue
-        pending.append(items)
-        pend = SequenceBatch(*(np.concatenate(xs) for xs in zip(*pending, strict=True)))
-        pending = []
-        size = 0 if buffer is None else buffer.mask.shape[0]
+        pend = items if pend is None or pos >= len(pend.mask) else SequenceBatch(
+            *(np.concatenate([x[pos:], y]) for x, y in zip(pend, items, strict=True)))
+        pos = 0
+        if buffer is None:
+            buffer = SequenceBatch(*(np.zeros((capacity, *x.shape[1:]), x.dtype) for x in pend))
         if size < capacity:
-            take = min(capacity - size, pend.mask.shape[0])
-            head = _take_items(pend, np.arange(take))
-            buffer = head if buffer is None else SequenceBatch(
-                *(np.concatenate([x, y]) for x, y in zip(buffer, head, strict=True)))
-            pend = _take_items(pend, np.arange(take, pend.mask.shape[0]))
-        while buffer.mask.shape[0] >= capacity and pend.mask.shape[0] >= batch_size:
+            take = min(capacity - size, len(pend.mask))
+            _put_items(buffer, slice(size, size + take), _take_items(pend, slice(0, take)))
+            size, pos = size + take, take
+        while size >= capacity and len(pend.mask) - pos >= batch_size:
             slots = rng.choice(capacity, batch_size, replace=batch_size > capacity)
             yield _take_items(buffer, slots)
-            for field, new in zip(buffer, pend, strict=True):
-                field[slots] = new[:batch_size]
-            pend = _take_items(pend, np.arange(batch_size, pend.mask.shape[0]))
-        if pend.mask.shape[0]:
-            pending = [pend]
+            _put_items(buffer, slots, _take_items(pend, slice(pos, pos + batch_size)))
+            pos += batch_size
 
 
 def _endless_windows(open_blocks, spec: DataSpec, config: DatasetConfig, path: str):
