@@ -6,7 +6,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from marlvault.envs.registry import list_envs, scenario_info
+from marlvault.envs.registry import env_scenarios, list_envs, scenario_info
+from marlvault.errors import EnvDependencyError
 
 envs_app = typer.Typer(
     help="List environments and scenarios (agents, obs/action/state sizes, time limit).",
@@ -16,26 +17,22 @@ envs_app = typer.Typer(
 
 def envs_table(env_name: str | None = None) -> Table:
     """Builds the table of every scenario (of one env when ``env_name`` is given)."""
-    registered = list_envs()
-    if env_name is not None:
-        # Unknown names raise EnvNotFoundError listing the valid ones.
-        scenario_info(env_name, registered.get(env_name, [""])[0])
-        registered = {env_name: registered[env_name]}
+    if env_name is None:
+        registered = list_envs()
+    else:  # unknown names raise EnvNotFoundError listing the valid ones
+        registered = {env_name: env_scenarios(env_name)}
     table = Table(title="marlvault environments")
-    for col in ("env", "scenario", "agents", "obs", "actions", "state", "time limit"):
-        table.add_column(col, justify="left" if col in ("env", "scenario") else "right")
+    for col in ("env", "scenario", "agents", "obs", "actions", "state", "time limit", "note"):
+        table.add_column(col, justify="left" if col in ("env", "scenario", "note") else "right")
     for name, scenarios in registered.items():
         for scenario in scenarios:
-            info = scenario_info(name, scenario)
-            table.add_row(
-                name,
-                scenario,
-                str(info["num_agents"]),
-                str(info["obs_dim"]),
-                str(info["action_dim"]),
-                str(info["state_dim"]),
-                str(info["time_limit"]),
-            )
+            try:
+                info = scenario_info(name, scenario)
+            except EnvDependencyError:
+                table.add_row(name, scenario, "-", "-", "-", "-", "-", f"pip install '.[{name}]'")
+                continue
+            sizes = ("num_agents", "obs_dim", "action_dim", "state_dim", "time_limit")
+            table.add_row(name, scenario, *(str(info[k]) for k in sizes), "")
     return table
 
 

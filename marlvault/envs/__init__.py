@@ -5,7 +5,7 @@ concatenation of all agents' raw observations (``state_dim = num_agents * obs_di
 """
 
 from marlvault.envs.base import EnvSpec, MarlEnv, TimeStep
-from marlvault.envs.registry import list_envs, make_env, scenario_info
+from marlvault.envs.registry import env_scenarios, list_envs, make_env, scenario_info
 from marlvault.envs.vec import EpisodeMetrics, VecEnv, VecState, VecStep
 from marlvault.envs.wrappers import AgentIDWrapper, add_agent_ids
 
@@ -19,6 +19,7 @@ __all__ = [
     "VecState",
     "VecStep",
     "add_agent_ids",
+    "env_scenarios",
     "list_envs",
     "make_env",
     "scenario_info",

@@ -34,6 +34,7 @@ from jumanji.environments.routing.robot_warehouse.generator import (
 )
 
 from marlvault.envs.base import Array, EnvSpec, EnvState, TimeStep
+from marlvault.errors import EnvDependencyError
 
 # jumanji compares ``step_count >= time_limit``; a limit no episode reaches (the adapter resets
 # long before) keeps jumanji's own truncation out of the way. Fits int32 step counters.
@@ -50,25 +51,33 @@ class JumanjiMarlEnv:
         spec: static sizes and the time limit.
         env: the jumanji environment, built with ``time_limit=INNER_TIME_LIMIT``.
         team_reward: "shared" if jumanji emits one scalar for the team, "sum" if it emits one
-            reward per agent to be summed into the team reward.
+            reward per agent to be summed into the team reward, "mean" for common-payoff games
+            that emit the same reward once per agent.
+        obs_field: the per-agent observation field of jumanji's observation.
     """
 
     spec: EnvSpec
     env: Any
     team_reward: str
+    obs_field: str = "agents_view"
 
     def _to_timestep(self, state: EnvState, jts: Any, first: bool) -> TimeStep:
         """Converts a jumanji TimeStep into ours (flags for the step just taken)."""
         n = self.spec.num_agents
-        obs = jnp.asarray(jts.observation.agents_view, jnp.float32).reshape(n, -1)  # [N, O]
-        legal = jnp.asarray(jts.observation.action_mask, bool)  # [N, A]
+        view = getattr(jts.observation, self.obs_field)
+        obs = jnp.asarray(view, jnp.float32).reshape(n, -1)  # [N, O]
+        mask = getattr(jts.observation, "action_mask", None)  # absent: every action legal
+        if mask is None:
+            legal = jnp.ones((n, self.spec.action_dim), bool)
+        else:
+            legal = jnp.asarray(mask, bool)  # [N, A]
         step_count = jnp.asarray(state.step_count, jnp.int32)
         if first:
             reward = jnp.zeros((n,), jnp.float32)
             terminated = jnp.zeros((), bool)
         else:
             raw = jnp.asarray(jts.reward, jnp.float32)
-            team = raw if self.team_reward == "shared" else jnp.sum(raw)
+            team = {"shared": raw, "sum": jnp.sum(raw), "mean": jnp.mean(raw)}[self.team_reward]
             reward = jnp.broadcast_to(jnp.reshape(team, ()), (n,))  # [N]
             terminated = jnp.asarray(jts.last(), bool).reshape(())
         truncated = (step_count >= self.spec.time_limit) & ~terminated
@@ -135,10 +144,16 @@ LBF_DEFAULTS: dict[str, Any] = dict(max_agent_level=2, time_limit=100)
 
 
 def _spec_from_first_obs(
-    env_name: str, scenario: str, env: Any, num_agents: int, num_actions: int, time_limit: int
+    env_name: str,
+    scenario: str,
+    env: Any,
+    num_agents: int,
+    num_actions: int,
+    time_limit: int,
+    obs_field: str = "agents_view",
 ) -> EnvSpec:
     """Reads obs size off the jumanji observation spec (no env step needed)."""
-    view_shape = env.observation_spec.agents_view.shape  # (N, ...)
+    view_shape = getattr(env.observation_spec, obs_field).shape  # (N, ...)
     obs_dim = 1
     for d in view_shape[1:]:
         obs_dim *= int(d)
@@ -197,13 +212,64 @@ def make_lbf(scenario: str, config: dict[str, Any]) -> JumanjiMarlEnv:
     return JumanjiMarlEnv(spec=spec, env=env, team_reward="sum")
 
 
+# Matrax: 2-player repeated matrix games (instadeepai/matrax, registered as
+# "{Penalty-k,Climbing}-{stateless,stateful}-v0"). Only the common-payoff (cooperative) games are
+# listed, so the team reward is each agent's reward. Time limit 25 as in Mava's matrax.yaml
+# (following Papoudakis et al. 2021). "stateful": each agent observes both agents' previous
+# actions (-1 before the first step); "stateless": a constant zero observation.
+MATRAX_SCENARIOS: dict[str, dict[str, Any]] = {
+    **{
+        f"penalty-{k}-{mode}": dict(game="penalty", penalty=k, keep_state=mode == "stateful")
+        for k in (0, 25, 50, 75, 100)
+        for mode in ("stateless", "stateful")
+    },
+    "climbing-stateless": dict(game="climbing", penalty=0, keep_state=False),
+    "climbing-stateful": dict(game="climbing", penalty=0, keep_state=True),
+}
+MATRAX_DEFAULTS: dict[str, Any] = dict(time_limit=25)
+
+
+def make_matrax(scenario: str, config: dict[str, Any]) -> JumanjiMarlEnv:
+    """Builds a matrax MatrixGame (optional dependency: ``pip install 'marlvault[matrax]'``).
+
+    Args:
+        scenario: scenario name, recorded in the spec.
+        config: game ("penalty" or "climbing"), penalty (for "penalty"), keep_state, time_limit.
+
+    Raises:
+        EnvDependencyError: matrax is not installed.
+    """
+    try:
+        import matrax
+        from matrax.games import climbing_game, penalty_games
+    except ImportError as err:
+        raise EnvDependencyError(
+            f"environment 'matrax' (scenario {scenario!r}) needs the matrax package, which is "
+            "not installed: expected `import matrax` to work; install it with "
+            "`pip install 'marlvault[matrax]'`"
+        ) from err
+    if config["game"] == "penalty":
+        payoff = penalty_games[str(int(config["penalty"]))]
+    else:
+        payoff = climbing_game
+    env = matrax.MatrixGame(
+        payoff, keep_state=bool(config["keep_state"]), time_limit=INNER_TIME_LIMIT
+    )
+    n, a = int(payoff.shape[0]), int(payoff.shape[1])
+    spec = _spec_from_first_obs("matrax", scenario, env, n, a, config["time_limit"], "agent_obs")
+    return JumanjiMarlEnv(spec=spec, env=env, team_reward="mean", obs_field="agent_obs")
+
+
 __all__ = [
     "INNER_TIME_LIMIT",
     "JumanjiMarlEnv",
     "LBF_DEFAULTS",
     "LBF_SCENARIOS",
+    "MATRAX_DEFAULTS",
+    "MATRAX_SCENARIOS",
     "RWARE_DEFAULTS",
     "RWARE_SCENARIOS",
     "make_lbf",
+    "make_matrax",
     "make_rware",
 ]

@@ -28,6 +28,7 @@ class _Family(NamedTuple):
 _REGISTRY: dict[str, _Family] = {
     "rware": _Family(jm.RWARE_SCENARIOS, jm.RWARE_DEFAULTS, jm.make_rware, ("request_queue_size",)),
     "lbf": _Family(jm.LBF_SCENARIOS, jm.LBF_DEFAULTS, jm.make_lbf, ()),
+    "matrax": _Family(jm.MATRAX_SCENARIOS, jm.MATRAX_DEFAULTS, jm.make_matrax, ()),  # optional
 }
 
 
@@ -36,14 +37,28 @@ def list_envs() -> dict[str, list[str]]:
     return {name: list(fam.scenarios) for name, fam in _REGISTRY.items()}
 
 
-def _lookup(env_name: str, scenario: str) -> tuple[_Family, dict[str, Any]]:
-    """Finds a family and the scenario's config, raising EnvNotFoundError with valid names."""
+def env_scenarios(env_name: str) -> list[str]:
+    """Scenario names of one env.
+
+    Raises:
+        EnvNotFoundError: ``env_name`` is not registered (the message lists the valid names).
+    """
+    return list(_family(env_name).scenarios)
+
+
+def _family(env_name: str) -> _Family:
     fam = _REGISTRY.get(env_name)
     if fam is None:
         raise EnvNotFoundError(
             f"unknown environment {env_name!r}: expected one of {sorted(_REGISTRY)}; "
             "run `marlvault envs` to list environments and scenarios"
         )
+    return fam
+
+
+def _lookup(env_name: str, scenario: str) -> tuple[_Family, dict[str, Any]]:
+    """Finds a family and the scenario's config, raising EnvNotFoundError with valid names."""
+    fam = _family(env_name)
     cfg = fam.scenarios.get(scenario)
     if cfg is None:
         raise EnvNotFoundError(
@@ -75,7 +90,7 @@ def make_env(env_name: str, scenario: str, **overrides: Any) -> MarlEnv:
     """Builds a registered environment.
 
     Args:
-        env_name: "rware" or "lbf" (see :func:`list_envs`).
+        env_name: "rware", "lbf" or "matrax" (optional package; see :func:`list_envs`).
         scenario: a scenario of that env, e.g. "tiny-2ag" or "8x8-2p-2f-coop".
         **overrides: scenario config values to replace, e.g. ``time_limit=50``.
 
@@ -85,6 +100,7 @@ def make_env(env_name: str, scenario: str, **overrides: Any) -> MarlEnv:
     Raises:
         EnvNotFoundError: unknown env or scenario (the message lists the valid names).
         ConfigError: unknown override key or invalid value.
+        EnvDependencyError: the env's optional package is not installed.
     """
     _config(env_name, scenario, overrides)  # validate before touching the cache
     key = tuple(sorted(overrides.items()))

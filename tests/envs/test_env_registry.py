@@ -11,7 +11,8 @@ from marlvault.cli import app
 from marlvault.envs import list_envs, make_env, scenario_info
 from marlvault.errors import ConfigError, EnvNotFoundError
 
-ALL = [(env, sc) for env, scs in list_envs().items() for sc in scs]
+# The core envs (jumanji is a hard dependency); matrax is optional: see test_matrax_env.py.
+ALL = [(env, sc) for env, scs in list_envs().items() for sc in scs if env != "matrax"]
 
 # Expected sizes, worked out by hand from the scenario definitions:
 # RWARE sensor_range 1 -> 8 own + 8*5 other agents + 9*2 shelves = 66 features, 5 actions.
@@ -89,7 +90,7 @@ def test_unknown_env_lists_valid_names():
     with pytest.raises(EnvNotFoundError) as info:
         make_env("smacv2", "3m")
     msg = str(info.value)
-    assert "smacv2" in msg and "rware" in msg and "lbf" in msg
+    assert "smacv2" in msg and "rware" in msg and "lbf" in msg and "matrax" in msg
     assert isinstance(info.value, KeyError)
 
 
