@@ -634,16 +634,11 @@ class OfflineDataset:
             yield time_major(batch, np)
 
     def episode_returns(self) -> np.ndarray:
-        """Returns of every complete episode (sum over time of the mean over agents)."""
-        returns: list[float] = []
-        running = np.zeros(self.spec.num_rows)
-        for block in self._blocks():
-            steps = steps_from_tree(block, self.spec, self.path)
-            ended = (steps.terminal + steps.truncated) > 0
-            team = steps.rewards.mean(axis=2)
-            for t in range(team.shape[1]):
-                running += team[:, t]
-                done = ended[:, t]
-                returns.extend(running[done].tolist())
-                running[done] = 0.0
-        return np.asarray(returns, np.float64)
+        """Returns of every complete episode (sum over time of the mean over agents), from the
+        vault's episode index."""
+        vault = _open_vault(self.path)
+        try:
+            index = vault.episodes
+        finally:
+            vault.close()
+        return np.asarray(index["return"][index["complete"]], np.float64)
