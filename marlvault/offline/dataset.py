@@ -114,6 +114,9 @@ class DataSpec:
     """The vault records the real next observation at truncations."""
     add_agent_ids: bool
     """Batches carry one-hot agent ids appended to the observations."""
+    bootstrap_truncations: bool = False
+    """Truncated steps keep their TD target: the vault records ``infos.next_obs`` (and
+    ``infos.next_state`` when the state is needed)."""
 
     @property
     def input_dim(self) -> int:
@@ -249,6 +252,8 @@ def spec_from_tree(
         has_legals=legals is not None,
         has_next_obs=_leaf(tree, KEY_NEXT_OBS) is not None,
         add_agent_ids=add_agent_ids,
+        bootstrap_truncations=_leaf(tree, KEY_NEXT_OBS) is not None
+        and (not need_state or _leaf(tree, KEY_NEXT_STATE) is not None),
     )
 
 
@@ -384,12 +389,14 @@ def gather_windows(steps: StepArrays, rows: Any, t0: Any, seq_len: int, spec: Da
     alive = xp.cumprod(1.0 - ended, axis=1)  # 1 while no earlier step of the window ended
     mask = present[:, :-1] * xp.concatenate([xp.ones_like(alive[:, :1]), alive[:, :-1]], axis=1)
     next_known = (1.0 - ended) * present[:, 1:]
-    if spec.has_next_obs:
+    if spec.bootstrap_truncations:
         next_known = next_known + truncated
     target_mask = mask * xp.clip(terminal + next_known, 0.0, 1.0)
     obs = _replace_at_trunc(steps.obs[r, idx], _take(steps.next_obs, r, step_idx), truncated, xp)
-    legal = _replace_at_trunc(steps.legal[r, idx], _take(steps.next_legal, r, step_idx),
-                              truncated, xp)
+    next_legal = _take(steps.next_legal, r, step_idx)
+    if next_legal is None and spec.has_next_obs:  # next observation known, its mask not
+        next_legal = xp.ones_like(steps.legal[r, step_idx])
+    legal = _replace_at_trunc(steps.legal[r, idx], next_legal, truncated, xp)
     state = _replace_at_trunc(steps.state[r, idx], _take(steps.next_state, r, step_idx),
                               truncated, xp)
     return SequenceBatch(

@@ -129,3 +129,17 @@ def test_missing_legals_and_state():
         ds.spec_from_tree({"actions": tree["actions"]}, "<test>", T, add_agent_ids=True)
     with pytest.raises(ConfigError, match="seq_len"):
         ds.DatasetConfig(seq_len=0)
+
+
+def test_truncation_needs_every_next_input():
+    # next_obs is recorded but not next_state: a state-based learner (QMIX) cannot bootstrap.
+    tree = handmade_tree(with_next_obs=True)
+    spec = ds.spec_from_tree(tree, "<test>", T, add_agent_ids=False, need_state=True)
+    assert spec.has_next_obs and not spec.bootstrap_truncations
+    steps = ds.steps_from_tree(tree, spec)
+    batch = ds.gather_windows(ds.pad_steps(steps, 2), np.array([0]), np.array([7]), 1, spec, np)
+    assert batch.truncated[0, 0] == 1 and batch.target_mask[0, 0] == 0
+    np.testing.assert_array_equal(batch.legal[0, 1], 1.0)  # next mask unknown: all legal
+    tree["infos"]["next_state"] = np.zeros_like(tree["infos"]["state"])
+    spec = ds.spec_from_tree(tree, "<test>", T, add_agent_ids=False, need_state=True)
+    assert spec.bootstrap_truncations
