@@ -269,7 +269,7 @@ def train_offline(algo: str, config: Any = ()) -> dict[str, Any]:
 
     Returns:
         a summary: algorithm, env, scenario, vault, dataset mode and size, dataset mean episode
-        return, updates and updates/s, best evaluation step and return, final evaluation
+        return, updates and updates/s (blocks after the first, so without compilation), best evaluation step and return, final evaluation
         (``final_return_mean``/``std`` over ``arch.final_eval_episodes``), run folder.
     """
     if not dataclasses.is_dataclass(config):
@@ -310,7 +310,8 @@ def _train_loop(algo: str, algorithm: Algorithm, dataset: OfflineDataset, env: A
     updater = _Updater(algorithm, dataset, arch.seed)
     key = jax.random.key(arch.seed)
     key, init_key = jax.random.split(key)
-    state, best, done, train_time = algorithm.init(init_key), _Best(), 0, 0.0
+    state, best, done = algorithm.init(init_key), _Best(), 0
+    timed = [0, 0.0]  # updates and seconds of the blocks after the first (no compilation)
     for block in range(blocks):
         num = total // blocks + (1 if block < total % blocks else 0)
         key, run_key, eval_key = jax.random.split(key, 3)
@@ -318,7 +319,8 @@ def _train_loop(algo: str, algorithm: Algorithm, dataset: OfflineDataset, env: A
         state, metrics = updater.run(state, num, run_key)
         jax.block_until_ready(state)
         elapsed = time.perf_counter() - start
-        train_time += elapsed
+        if block > 0 or blocks == 1:
+            timed = [timed[0] + num, timed[1] + elapsed]
         done += num
         params = algorithm.params(state)
         result = evaluate(params, eval_key)
@@ -331,6 +333,6 @@ def _train_loop(algo: str, algorithm: Algorithm, dataset: OfflineDataset, env: A
     returns = dataset.episode_returns()
     return best, {
         "num_updates": done,
-        "updates_per_second": done / max(train_time, 1e-9),
+        "updates_per_second": timed[0] / max(timed[1], 1e-9),
         "dataset_return_mean": float(returns.mean()) if returns.size else float("nan"),
     }
