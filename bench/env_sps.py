@@ -82,7 +82,7 @@ def measure_env_sps(
         scenario: scenario name, e.g. "tiny-2ag".
         num_envs: B.
         num_steps: scan length per run.
-        autoreset: "fast" or "naive".
+        autoreset: "fast", "batch" or "naive".
         repeats: timed runs; the fastest is reported (the machine may be shared).
 
     Returns:
@@ -94,14 +94,19 @@ def measure_env_sps(
 
 
 def compare_autoreset(
-    env_name: str, scenario: str, num_envs: int, num_steps: int, repeats: int = 3
+    env_name: str,
+    scenario: str,
+    num_envs: int,
+    num_steps: int,
+    repeats: int = 3,
+    schemes: tuple[str, ...] = ("naive", "batch", "fast"),
 ) -> dict[str, float]:
-    """Steps per second of both schemes, timed alternately so that load changes hit both.
+    """Steps per second of several schemes, timed alternately so that load changes hit all.
 
     Returns:
-        {"naive": sps, "fast": sps} (best of ``repeats`` each).
+        {scheme: sps} (best of ``repeats`` each).
     """
-    timers = {s: _prepare(env_name, scenario, num_envs, num_steps, s) for s in ("naive", "fast")}
+    timers = {s: _prepare(env_name, scenario, num_envs, num_steps, s) for s in schemes}
     best = {s: float("inf") for s in timers}
     for i in range(repeats):
         for scheme, timed in timers.items():
@@ -119,11 +124,14 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.env}/{args.scenario}, {args.steps} steps per run, best of {args.repeats}, "
           f"device {jax.devices()[0].platform}")
-    print(f"{'envs':>6} {'naive sps':>12} {'fast sps':>12} {'fast/naive':>11}")
+    print(f"{'envs':>6} {'naive sps':>12} {'batch sps':>12} {'fast sps':>12} {'fast/naive':>11}")
     for b in args.num_envs:
         sps = compare_autoreset(args.env, args.scenario, b, args.steps, args.repeats)
-        naive, fast = sps["naive"], sps["fast"]
-        print(f"{b:>6} {naive:>12,.0f} {fast:>12,.0f} {fast / naive:>10.2f}x", flush=True)
+        naive, batch, fast = sps["naive"], sps["batch"], sps["fast"]
+        print(
+            f"{b:>6} {naive:>12,.0f} {batch:>12,.0f} {fast:>12,.0f} {fast / naive:>10.2f}x",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

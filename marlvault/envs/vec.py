@@ -10,15 +10,21 @@ the returned ``TimeStep`` holds the reward and flags of the step just taken, but
 legal mask, state and step count of the *new* episode; ``VecStep.final_obs`` keeps the true
 observation reached by the step.
 
-Two schemes give bit-identical results for the same key:
+Three schemes give bit-identical results for the same key:
 
 * ``"naive"``: a ``vmap`` of a per-env ``lax.cond(done, reset, keep)``. Under ``vmap`` the cond
   becomes a ``select``, so every env computes a full reset on every step.
-* ``"fast"`` (default): one batch-level ``lax.cond(any(done), reset_done, identity)`` outside the
-  ``vmap``. Resets are only computed on steps where some episode ended (RWARE episodes all end
-  together at the time limit, so that is 1 step in 500). If the caller ``vmap``s ``step`` itself
-  (e.g. over seeds), this cond also turns into a select and the scheme degrades to ``"naive"``
-  cost; ``jit``, ``scan`` and ``shard_map`` keep it a real branch.
+* ``"batch"``: one batch-level ``lax.cond(any(done), reset all and keep the done, identity)``
+  outside the ``vmap``: resets are computed only on steps where some episode ended. RWARE
+  episodes all end together at the time limit, but collisions end single episodes at random, so
+  with many envs "any done" stops being rare.
+* ``"fast"`` (default): ``lax.switch`` on the number of done envs: none -> identity; at most
+  ``loop_max`` (default ``max(1, B // 8)``) -> a ``fori_loop`` that resets just those envs one by
+  one; more -> the batch reset. The per-step cost then follows the number of episodes that ended.
+
+If the caller ``vmap``s ``step`` itself (e.g. over seeds), the cond/switch turn into selects and
+"batch"/"fast" cost about what "naive" costs (same results); ``jit``, ``scan`` and ``shard_map``
+keep them real branches.
 
 Keys: each env owns a PRNG key; a reset splits it into (next key, reset key) only when that env
 resets, so an env's episodes do not depend on the batch size or on which scheme is used.
@@ -35,7 +41,7 @@ from marlvault.envs.base import Array, EnvSpec, EnvState, MarlEnv, TimeStep
 from marlvault.envs.wrappers import EpisodeMetrics, EpisodeStats, update_episode_stats
 from marlvault.errors import ConfigError
 
-AUTORESET_SCHEMES = ("fast", "naive")
+AUTORESET_SCHEMES = ("fast", "batch", "naive")
 
 
 class VecState(NamedTuple):
@@ -71,10 +77,14 @@ class VecEnv:
     Args:
         env: the single environment.
         num_envs: B, the (local) number of parallel envs.
-        autoreset: "fast" (default) or "naive"; see the module docstring.
+        autoreset: "fast" (default), "batch" or "naive"; see the module docstring.
+        loop_max: "fast" only: the most done envs reset one by one before switching to the
+            batch reset; default ``max(1, num_envs // 8)``.
     """
 
-    def __init__(self, env: MarlEnv, num_envs: int, autoreset: str = "fast") -> None:
+    def __init__(
+        self, env: MarlEnv, num_envs: int, autoreset: str = "fast", loop_max: int | None = None
+    ) -> None:
         if int(num_envs) < 1:
             raise ConfigError(
                 f"VecEnv num_envs: expected an integer >= 1, got {num_envs}; pass a positive count"
@@ -86,6 +96,7 @@ class VecEnv:
         self.env = env
         self.num_envs = int(num_envs)
         self.autoreset = autoreset
+        self.loop_max = max(1, self.num_envs // 8) if loop_max is None else int(loop_max)
 
     @property
     def spec(self) -> EnvSpec:
@@ -126,11 +137,40 @@ class VecEnv:
 
         return jax.vmap(one)(done, keys, env_state, ts)
 
-    def _autoreset_fast(self, done, keys, env_state, ts):
+    def _reset_loop(
+        self, done: Array, keys: Array, env_state: EnvState, ts: TimeStep
+    ) -> tuple[Array, EnvState, TimeStep]:
+        """Resets only the envs where ``done``, one at a time (cost ~ number of done envs)."""
+        (idx,) = jnp.nonzero(done, size=self.num_envs, fill_value=0)
+
+        def body(i, carry):
+            j = idx[i]
+            one = self._reset_one(keys[j])
+
+            def put(batched: Array, leaf: Array) -> Array:
+                return jax.lax.dynamic_update_index_in_dim(batched, leaf, j, 0)
+
+            return jax.tree.map(put, carry, one)
+
+        return jax.lax.fori_loop(0, jnp.sum(done), body, (keys, env_state, ts))
+
+    def _autoreset_batch(self, done, keys, env_state, ts):
         return jax.lax.cond(
             jnp.any(done),
             lambda: self._reset_where(done, keys, env_state, ts),
             lambda: (keys, env_state, ts),
+        )
+
+    def _autoreset_fast(self, done, keys, env_state, ts):
+        num_done = jnp.sum(done)
+        branch = jnp.where(num_done == 0, 0, jnp.where(num_done <= self.loop_max, 1, 2))
+        return jax.lax.switch(
+            branch,
+            [
+                lambda: (keys, env_state, ts),
+                lambda: self._reset_loop(done, keys, env_state, ts),
+                lambda: self._reset_where(done, keys, env_state, ts),
+            ],
         )
 
     def step(self, vstate: VecState, actions: Array) -> tuple[VecState, VecStep]:
@@ -148,7 +188,11 @@ class VecEnv:
         stats, metrics = update_episode_stats(
             EpisodeStats(vstate.episode_return, vstate.episode_length), ts.reward, done
         )
-        autoreset = self._autoreset_fast if self.autoreset == "fast" else self._autoreset_naive
+        autoreset = {
+            "fast": self._autoreset_fast,
+            "batch": self._autoreset_batch,
+            "naive": self._autoreset_naive,
+        }[self.autoreset]
         keys, env_state, reset_ts = autoreset(done, vstate.key, env_state, ts)
         out_ts = ts._replace(
             obs=reset_ts.obs,
