@@ -93,6 +93,11 @@ class VecEnv:
             raise ConfigError(
                 f"VecEnv autoreset: expected one of {AUTORESET_SCHEMES}, got {autoreset!r}"
             )
+        if loop_max is not None and int(loop_max) < 0:
+            raise ConfigError(
+                f"VecEnv loop_max: expected an integer >= 0 (0: always batch-reset), got "
+                f"{loop_max}; pass a non-negative count or None for the default"
+            )
         self.env = env
         self.num_envs = int(num_envs)
         self.autoreset = autoreset

@@ -167,3 +167,6 @@ def test_vec_env_rejects_bad_config():
         VecEnv(env, 0)
     with pytest.raises(ConfigError, match="autoreset"):
         VecEnv(env, 2, autoreset="lazy")
+    with pytest.raises(ConfigError, match="loop_max"):
+        VecEnv(env, 2, loop_max=-1)
+    assert VecEnv(env, 64).loop_max == 8 and VecEnv(env, 4).loop_max == 1
