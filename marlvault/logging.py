@@ -1,4 +1,4 @@
-"""Run reporting: console (rich progress bar + one line per evaluation), TensorBoard, marl-eval JSON.
+"""Run reporting: console (progress bar + a line per evaluation), TensorBoard, marl-eval JSON.
 
 :class:`RunLogger` fans one call per evaluation out to the enabled sinks. The JSON file follows the
 marl-eval raw-data layout, so marl-eval's aggregation and plotting tools read it directly::
@@ -60,10 +60,12 @@ class ConsoleSink:
 
     def log(self, step: int, sps: float, episodes: dict[str, np.ndarray], train: dict) -> None:
         ret = episodes["episode_return"]
-        losses = "  ".join(f"{k} {v:.4f}" for k, v in train.items() if k.endswith("loss"))
+        shown = {"actor_loss": "pi", "value_loss": "v", "entropy": "H"}
+        losses = " ".join(f"{short} {train[k]:.4f}" for k, short in shown.items() if k in train)
         self.progress.console.print(
-            f"step {step:>10,}  sps {sps:>8,.0f}  return {ret.mean():8.3f} ± {ret.std():6.3f}  "
-            f"{losses}"
+            f"step {step:>10,}  sps {sps:>7,.0f}  return {ret.mean():7.3f} ± {ret.std():6.3f}  "
+            f"{losses}",
+            soft_wrap=True,
         )
         self.progress.update(self.task, completed=step)
 

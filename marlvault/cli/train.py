@@ -13,7 +13,9 @@ train_app = typer.Typer(
     add_completion=False,
 )
 
-_OVERRIDES_HELP = "Config overrides KEY=VALUE, e.g. env=lbf scenario=8x8-2p-2f-coop arch.num_envs=64"
+_OVERRIDES_HELP = (
+    "Config overrides KEY=VALUE, e.g. env=lbf scenario=8x8-2p-2f-coop arch.num_envs=64"
+)
 
 
 def _keys_help() -> str:

@@ -294,7 +294,8 @@ def ppo_loss(
     Returns:
         the scalar loss and its parts (means over the local samples).
     """
-    dist = MaskedCategorical.from_logits(nets.actor.apply(params.actor, batch.actor_in), batch.legal)
+    logits = nets.actor.apply(params.actor, batch.actor_in)
+    dist = MaskedCategorical.from_logits(logits, batch.legal)
     log_prob = dist.log_prob(batch.action)
     log_ratio = log_prob - batch.log_prob
     ratio = jnp.exp(log_ratio)

@@ -47,10 +47,15 @@ def test_tiny_mappo_run_prints_summary_and_writes_outputs(tmp_path):
     data = json.loads((run_dir / "metrics.json").read_text())
     run = data["lbf"]["8x8-2p-2f-coop"]["mappo"]["seed_42"]
     assert run["step_1"]["step_count"] == 64 and "absolute_metrics" in run
+    # evaluation: one first episode per eval env, none longer than the time limit
+    spec = make_env("lbf", "8x8-2p-2f-coop").spec
+    for entry in (run["step_0"], run["step_1"], run["absolute_metrics"]):
+        lengths = entry["episode_length"]
+        assert len(lengths) == len(entry["episode_return"]) == 4
+        assert all(1 <= n <= spec.time_limit for n in lengths)
     assert (run_dir / "checkpoints" / "best" / "meta.json").exists()
     # MAPPO: the saved critic reads the global state (+ agent id), restorable for evaluation
     config, params = load_policy(run_dir / "checkpoints" / "last")
     assert config.system.centralised_critic is True
-    spec = make_env("lbf", "8x8-2p-2f-coop").spec
     kernel = params["critic"]["params"]["MLPTorso_0"]["Dense_0"]["kernel"]
     assert kernel.shape == (spec.state_dim + spec.num_agents, 16)

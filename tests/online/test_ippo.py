@@ -114,18 +114,20 @@ def test_rollout_is_consistent(first_run):
 
 def test_same_seed_same_parameters(learner, first_run):
     state_b, _, _ = learner.learn(learner.init(jax.random.PRNGKey(3)))
-    for a, b in zip(jax.tree.leaves(first_run[0].params), jax.tree.leaves(state_b.params), strict=True):
+    leaves_a = jax.tree.leaves(first_run[0].params)
+    for a, b in zip(leaves_a, jax.tree.leaves(state_b.params), strict=True):
         np.testing.assert_array_equal(a, b)
     state_c, _, _ = learner.learn(learner.init(jax.random.PRNGKey(4)))
     diffs = [not np.array_equal(a, c) for a, c in
-             zip(jax.tree.leaves(first_run[0].params), jax.tree.leaves(state_c.params), strict=True)]  # fmt: skip
+             zip(leaves_a, jax.tree.leaves(state_c.params), strict=True)]  # fmt: skip
     assert any(diffs)
 
 
 def test_parameters_change_and_stay_finite(learner, first_run):
     init = learner.init(jax.random.PRNGKey(3))
+    trained = jax.tree.leaves(first_run[0].params)
     moved = [not np.allclose(a, b) for a, b in
-             zip(jax.tree.leaves(init.params), jax.tree.leaves(first_run[0].params), strict=True)]  # fmt: skip
+             zip(jax.tree.leaves(init.params), trained, strict=True)]  # fmt: skip
     assert all(moved)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(first_run[0].params))
 
