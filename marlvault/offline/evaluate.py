@@ -7,7 +7,10 @@ offline policies may carry a GRU state, so this module runs the same protocol wi
 actions are greedy over legal actions (optionally epsilon-greedy: with probability ``epsilon``
 an agent takes a uniformly random legal action, the usual way to break the dead-locks a
 deterministic policy can fall into, e.g. in LBF); agent ids are appended to the raw observations when the
-policy was trained with them; the recurrent state is reset where an env starts a new episode.
+policy was trained with them. The recurrent state is reset where an env starts a new episode and
+every ``window`` steps into it (``algo.stride or algo.seq_len``): training windows start from a
+zero state at exactly those steps (``offline/dataset.py``), so acting sees the same hidden-state
+distribution as training instead of histories longer than any window it learnt from.
 Episode return = sum over time of the mean agent reward (as in the vault's episode index).
 """
 
@@ -29,7 +32,7 @@ class _Carry(NamedTuple):
     vstate: VecState  # [E]
     timestep: TimeStep  # [E, ...]
     hidden: Any  # [E, N, H] policy carry
-    reset: Array  # [E] bool, the observation starts a new episode
+    pos: Array  # [E] int32, steps into the current episode
     finished: Array  # [E] bool
     result: EvalMetrics  # [E]
     steps: Array  # [] int32
@@ -48,11 +51,13 @@ def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: 
         epsilon: probability of a random legal action per agent and step (0: greedy).
     """
     vec = VecEnv(env, num_episodes)
+    window = max(algo.stride or algo.seq_len, 1)
     max_steps = env.spec.time_limit + 1
 
     def body(params: Any, c: _Carry) -> _Carry:
         obs = add_agent_ids(c.timestep.obs) if agent_ids else c.timestep.obs
-        hidden, actions = algo.act(params, c.hidden, obs, c.timestep.legal, c.reset)
+        reset = c.pos % window == 0
+        hidden, actions = algo.act(params, c.hidden, obs, c.timestep.legal, reset)
         key, k_rand, k_eps = jax.random.split(c.key, 3)
         legal = c.timestep.legal.astype(jnp.float32)
         random = jax.random.categorical(k_rand, jnp.where(legal > 0, 0.0, -1e9), axis=-1)
@@ -66,7 +71,8 @@ def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: 
             jnp.where(first, out.metrics.episode_length, c.result.episode_length),
             jnp.where(first, out.metrics.win, c.result.win),
         )
-        return _Carry(vstate, out.timestep, hidden, done, c.finished | first, result, c.steps + 1,
+        pos = jnp.where(done, 0, c.pos + 1)
+        return _Carry(vstate, out.timestep, hidden, pos, c.finished | first, result, c.steps + 1,
                       key)
 
     def evaluate(params: Any, key: Array) -> EvalMetrics:
@@ -75,7 +81,7 @@ def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: 
         e = num_episodes
         zeros = EvalMetrics(jnp.zeros(e, jnp.float32), jnp.zeros(e, jnp.int32),
                             jnp.zeros(e, bool))
-        carry = _Carry(vstate, ts, algo.init_hidden(e), jnp.ones(e, bool), jnp.zeros(e, bool),
+        carry = _Carry(vstate, ts, algo.init_hidden(e), jnp.zeros(e, jnp.int32), jnp.zeros(e, bool),
                        zeros, jnp.zeros((), jnp.int32), key)
         carry = jax.lax.while_loop(
             lambda c: ~jnp.all(c.finished) & (c.steps < max_steps),
