@@ -33,11 +33,12 @@ def _keys_help() -> str:
 
 def _run(overrides: list[str], extra: list[str]) -> None:
     from marlvault import config
-    from marlvault.online import ippo, run
+    from marlvault.online import ippo
+    from marlvault.record.train import train_and_record
 
     try:
         cfg = config.load(ippo.Config, "ippo", [*extra, *overrides])
-        result = run.train(cfg)
+        result, recorded = train_and_record(cfg)
     except MarlvaultError as err:
         typer.echo(f"error: {err}", err=True)
         # SystemExit, not typer.Exit: the root ``main`` runs click with standalone_mode=False,
@@ -52,6 +53,25 @@ def _run(overrides: list[str], extra: list[str]) -> None:
         f"logs: {result.run_dir}"
         + (f"\ncheckpoints: {result.checkpoint_dir}" if result.checkpoint_dir else "")
     )
+    if result.interrupted:
+        typer.echo("interrupted: stopped early; everything produced so far was saved")
+    if recorded is not None:
+        _print_vault(recorded.path)
+
+
+def _print_vault(path: str) -> None:
+    from marlvault.vault import Vault
+
+    with Vault.open(path) as vault:
+        eps = vault.episodes
+        complete = int(eps["complete"].sum())
+        typer.echo(
+            f"vault: {path}\n"
+            f"  {vault.num_rows} rows x {vault.num_steps:,} steps "
+            f"({vault.num_rows * vault.num_steps:,} transitions), {complete:,} complete "
+            f"episodes, {len(eps) - complete} incomplete, keys: {', '.join(vault.keys)}\n"
+            f"  inspect: marlvault vault info {path}"
+        )
 
 
 def ippo_command(

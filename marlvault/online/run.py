@@ -53,6 +53,8 @@ class TrainResult:
     checkpoint_dir: Path | None
     history: list[dict[str, float]] = field(default_factory=list)
     """One dict per evaluation: step, sps, return_mean/std, losses."""
+    interrupted: bool = False
+    """The run was stopped early by ``should_stop`` (e.g. Ctrl-C)."""
 
 
 def algorithm_name(config: ippo.Config) -> str:
@@ -98,14 +100,18 @@ def train(
     *,
     on_trajectories: TrajectoryHook | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Run IPPO/MAPPO for ``config.num_calls`` learner calls, evaluating after each.
 
     Args:
         config: the resolved config.
         on_trajectories: optional hook receiving each call's rollouts (enables
-            ``return_trajectories``); it may block to apply back-pressure.
+            ``return_trajectories``); it may block to apply back-pressure, and its time counts
+            in the reported SPS.
         mesh: default all local devices.
+        should_stop: polled after every learner call; when it returns True the run stops early
+            (e.g. on Ctrl-C), saves the last checkpoint and skips the final evaluation.
     """
     start = time.perf_counter()
     mesh = anakin.make_mesh() if mesh is None else mesh
@@ -125,12 +131,17 @@ def train(
             t0 = time.perf_counter()
             state, metrics, traj = learn(state)
             jax.block_until_ready(metrics)
-            session.learn_time += time.perf_counter() - t0
             if on_trajectories is not None:
                 on_trajectories(traj, call)
+            session.learn_time += time.perf_counter() - t0
             m = evaluate(state.params.actor, jax.random.fold_in(eval_key, call))
             session.after_eval(call, state.params, metrics, m, time.perf_counter() - t0)
-        absolute = evaluate(session.best_actor(state), jax.random.fold_in(eval_key, 10**6))
+            if should_stop is not None and should_stop():
+                session.interrupted = True
+                break
+        absolute = None
+        if not session.interrupted:
+            absolute = evaluate(session.best_actor(state), jax.random.fold_in(eval_key, 10**6))
         session.finish(state.params, absolute)
     finally:
         session.logger.close()
@@ -158,6 +169,7 @@ class _Session:
         self.best_params: Any = None
         self.history: list[dict[str, float]] = []
         self.last_eval: dict[str, float] = {}
+        self.interrupted = False
 
     def after_eval(self, call: int, params, metrics, m: EvalMetrics, dt: float) -> None:
         cfg = self.config
@@ -179,8 +191,9 @@ class _Session:
     def best_actor(self, state: ippo.LearnerState) -> Any:
         return state.params.actor if self.best_params is None else self.best_params.actor
 
-    def finish(self, params: ippo.Params, absolute: EvalMetrics) -> None:
-        self.logger.log_absolute(_episode_dict(absolute))
+    def finish(self, params: ippo.Params, absolute: EvalMetrics | None) -> None:
+        if absolute is not None:
+            self.logger.log_absolute(_episode_dict(absolute))
         if self.ckpt_dir is not None:
             save_checkpoint(self.ckpt_dir, "last", params._asdict(), self.config,
                             step=self.steps, return_mean=self.last_eval["return_mean"])  # fmt: skip
@@ -198,4 +211,5 @@ class _Session:
             run_dir=self.run_dir,
             checkpoint_dir=self.ckpt_dir,
             history=self.history,
+            interrupted=self.interrupted,
         )
