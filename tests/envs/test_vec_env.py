@@ -125,8 +125,8 @@ def test_metrics_return_is_sum_of_mean_agent_reward():
     venv = VecEnv(make_env("lbf", "10x10-3p-3f", time_limit=25), num_envs=8)
     vstate, ts = jax.jit(venv.reset)(jax.random.PRNGKey(1))
     _, _, out = make_rollout(venv, 60)(vstate, ts.legal, jax.random.PRNGKey(2))
+    m = jax.tree.map(np.asarray, out.metrics)
     reward = np.asarray(out.timestep.reward)  # [T, B, N]
-    done = np.asarray(out.metrics.done)
     assert reward.sum() > 0  # random agents eat some food in 8 x 60 steps
     checked = 0
     for b in range(8):
@@ -134,29 +134,33 @@ def test_metrics_return_is_sum_of_mean_agent_reward():
         for t in range(60):
             running += reward[t, b].mean()
             length += 1
-            if done[t, b]:
-                assert out.metrics.episode_return[t, b] == pytest.approx(running, abs=1e-5)
-                assert int(out.metrics.episode_length[t, b]) == length
+            if m.done[t, b]:
+                assert m.episode_return[t, b] == pytest.approx(running, abs=1e-5)
+                assert m.episode_length[t, b] == length
                 running, length, checked = 0.0, 0, checked + 1
     assert checked >= 16
-    assert not np.asarray(out.metrics.win).any()
+    assert not m.win.any()
 
 
 def test_step_on_slices_equals_step_on_batch():
     """What shard_map relies on: each slice of envs steps as it does in the full batch."""
     env = make_env("lbf", "8x8-2p-2f-coop", time_limit=3)
     venv4, venv2 = VecEnv(env, num_envs=4), VecEnv(env, num_envs=2)
-    vstate, ts = jax.jit(venv4.reset)(jax.random.PRNGKey(0))
-    vstate = stagger(vstate, [2, 0, 0, 1])  # env 0 truncates now, the second slice does not
-    actions = random_legal(jax.random.PRNGKey(1), ts.legal)
-    _, full = jax.jit(venv4.step)(vstate, actions)
+
+    @jax.jit
+    def full_and_sliced(key):
+        vstate, ts = venv4.reset(key)
+        vstate = stagger(vstate, [2, 0, 0, 1])  # env 0 truncates now, the second slice does not
+        actions = random_legal(jax.random.PRNGKey(1), ts.legal)
+        _, full = venv4.step(vstate, actions)
+        halves = [
+            venv2.step(jax.tree.map(lambda x, s=s: x[s], vstate), actions[s])[1]
+            for s in (slice(0, 2), slice(2, 4))
+        ]
+        return full, jax.tree.map(lambda a, b: jnp.concatenate([a, b]), *halves)
+
+    full, joined = full_and_sliced(jax.random.PRNGKey(0))
     assert full.metrics.done.tolist() == [True, False, False, False]
-    step2 = jax.jit(venv2.step)
-    halves = [
-        step2(jax.tree.map(lambda x, s=s: x[s], vstate), actions[s])[1]
-        for s in (slice(0, 2), slice(2, 4))
-    ]
-    joined = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), *halves)
     for a, b in zip(_leaves(full), _leaves(joined), strict=True):
         np.testing.assert_array_equal(a, b)
 
