@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from marlvault.vault import Vault
+
 from .record_worker import run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +68,7 @@ def _check_episodes_agree(path: str, traj: dict[str, np.ndarray]) -> None:
         eps = v.episodes
     done = eps[eps["complete"]]
     end_update = (done["start"] + done["length"] - 1) // t
-    for u, (count, ret) in enumerate(zip(traj["episodes"], traj["episode_return"])):
+    for u, (count, ret) in enumerate(zip(traj["episodes"], traj["episode_return"], strict=True)):
         mine = done[end_update == u]
         assert len(mine) == int(count), f"update {u}: vault {len(mine)} vs learner {count}"
         if count:
