@@ -279,10 +279,17 @@ def train_offline(algo: str, config: Any = ()) -> dict[str, Any]:
     algorithm = _algo_module(algo).make_algorithm(config.system, dataset.spec)
     run_dir = _run_dir(config, algo, env)
     logger = _make_logger(config, run_dir, algo, env)
+    evaluators: dict[int, Any] = {}
+
+    def evaluator(num_episodes: int) -> Any:
+        if num_episodes not in evaluators:  # one compilation per episode count
+            evaluators[num_episodes] = make_evaluator(
+                env, algorithm, num_episodes, dataset.spec.add_agent_ids, config.arch.eval_epsilon)
+        return evaluators[num_episodes]
+
     try:
-        best, stats = _train_loop(algo, algorithm, dataset, env, config, logger, run_dir)
-        final_eval = make_evaluator(env, algorithm, config.arch.final_eval_episodes,
-                                    dataset.spec.add_agent_ids, config.arch.eval_epsilon)
+        best, stats = _train_loop(algorithm, dataset, evaluator, config, logger, run_dir)
+        final_eval = evaluator(config.arch.final_eval_episodes)
         final = final_eval(best.params, jax.random.key(config.arch.seed + 1))
         logger.log_absolute(_episodes(final))
     finally:
@@ -300,13 +307,12 @@ def train_offline(algo: str, config: Any = ()) -> dict[str, Any]:
     }
 
 
-def _train_loop(algo: str, algorithm: Algorithm, dataset: OfflineDataset, env: Any, config: Any,
+def _train_loop(algorithm: Algorithm, dataset: OfflineDataset, evaluator: Any, config: Any,
                 logger: Any, run_dir: Path) -> tuple[_Best, dict]:
     """Blocks of updates, each followed by an evaluation, a log line and checkpoints."""
     arch, total = config.arch, config.system.num_updates
     blocks = min(arch.num_evaluation, total)
-    evaluate = make_evaluator(env, algorithm, arch.num_eval_episodes, dataset.spec.add_agent_ids,
-                              arch.eval_epsilon)
+    evaluate = evaluator(arch.num_eval_episodes)
     updater = _Updater(algorithm, dataset, arch.seed)
     key = jax.random.key(arch.seed)
     key, init_key = jax.random.split(key)

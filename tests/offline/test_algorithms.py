@@ -13,7 +13,7 @@ from marlvault.offline.common import make_scan_train
 
 from .helpers import synthetic_tree
 
-TINY = {"hidden": (32,), "rnn_size": 16, "seq_len": 6, "batch_size": 16, "num_updates": 300}
+TINY = {"hidden": (32,), "rnn_size": 16, "seq_len": 6, "batch_size": 16, "num_updates": 200}
 
 
 def _run(module, config, tree):
