@@ -164,7 +164,9 @@ def describe_keys(cls: type) -> list[tuple[str, str, str]]:
 
 
 def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    if typing.get_origin(tp) is not None:
+        return str(tp).replace("typing.", "").replace("NoneType", "None")
+    return getattr(tp, "__name__", str(tp))
 
 
 def _render(value: Any) -> str:

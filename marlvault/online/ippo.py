@@ -113,11 +113,14 @@ class Config:
 
     @property
     def num_updates(self) -> int:
-        """Updates in the run (at least one evaluation's worth)."""
+        """Updates asked for (at least one per evaluation). The run performs
+        ``num_calls * updates_per_call`` updates, which rounds this down to a multiple of
+        ``arch.num_evaluation``."""
         return max(self.total_updates_floor, self.arch.num_evaluation)
 
     @property
     def total_updates_floor(self) -> int:
+        """``total_timesteps // steps_per_update``."""
         return self.system.total_timesteps // self.steps_per_update
 
     @property
@@ -374,7 +377,11 @@ def _final_state(spec: EnvSpec, final_obs: Array, state: Array) -> Array:
 def make_rollout(
     vec: VecEnv, nets: Networks, config: Config
 ) -> Callable[[Params, LearnerState], tuple[LearnerState, Transition, Array]]:
-    """``rollout(params, state) -> (state, transitions [T, B], last_value [B, N])``."""
+    """``rollout(params, state) -> (state, transitions [T, B], (last_value [B, N], metrics))``.
+
+    ``last_value`` is the critic's value of the observation after the last step (the bootstrap
+    of the final GAE step); ``metrics`` are the VecEnv's ``EpisodeMetrics`` ``[T, B]``.
+    """
     system = config.system
 
     def critic_on(params: Params, obs: Array, state: Array) -> Array:
