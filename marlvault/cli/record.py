@@ -64,4 +64,5 @@ def record_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("record", help=_HELP)(record_command)
+    short = "Roll out a saved policy into a vault (make an offline dataset)."
+    app.command("record", help=_HELP, short_help=short)(record_command)
