@@ -150,6 +150,9 @@ def test_four_devices_match_one_device(tmp_path, learner, first_run):
     for i, leaf in enumerate(leaves):
         np.testing.assert_allclose(four[f"param_{i}"], leaf, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(four["total_loss"], metrics.loss.total_loss, rtol=1e-3, atol=1e-5)
+    # evaluation sharded over the 4 devices: every env scored once, within the time limit
+    lengths = four["eval_lengths"]
+    assert lengths.shape == (8,) and ((lengths >= 1) & (lengths <= four["time_limit"])).all()
 
 
 def test_num_envs_must_split_over_devices():
