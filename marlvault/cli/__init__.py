@@ -40,7 +40,10 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="marlvault")
+        # With standalone_mode=False click *returns* the code of a ``typer.Exit`` instead of
+        # raising it; pass it on.
+        rc = app(args=argv, standalone_mode=False, prog_name="marlvault")
+        sys.exit(rc if isinstance(rc, int) else 0)
     except MarlvaultError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)

@@ -67,8 +67,12 @@ def info(
         f"codec: {summary['codec']}   chunk steps: {summary['chunk_steps']}",
         f"creator: {summary['creator']}",
     ]
-    if summary["marlvault"]:
-        lines.append(f"marlvault: {json.dumps(summary['marlvault'], default=str)}")
+    ours = summary["marlvault"] or {}
+    shown = {k: ours[k] for k in ("env_name", "scenario", "seed", "source") if k in ours}
+    if shown:
+        lines.append("recorded: " + "  ".join(f"{k}={v}" for k, v in shown.items()))
+    if ours:
+        lines.append("full metadata (config, schema, versions, provenance): --json")
     for line in lines:
         console.print(line, highlight=False)
 
