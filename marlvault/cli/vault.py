@@ -67,6 +67,13 @@ def info(
         f"codec: {summary['codec']}   chunk steps: {summary['chunk_steps']}",
         f"creator: {summary['creator']}",
     ]
+    pad = summary.get("padding")
+    if pad:
+        lines.insert(
+            1,
+            f"padded rows: {pad['padded_rows']} (valid steps "
+            f"{pad['min_valid_steps']}..{pad['max_valid_steps']}; transitions exclude padding)",
+        )
     ours = summary["marlvault"] or {}
     shown = {k: ours[k] for k in ("env_name", "scenario", "seed", "source") if k in ours}
     if shown:

@@ -12,6 +12,9 @@ never needs a reset inside a window — the only reset is at the window start, w
 window of an episode *is* the true initial state, and (b) padding steps are cheap to spot in a
 mask, whereas a window holding two episodes silently trains the second on the first's hidden
 state (one of OG-MARL's faults). Transitions are windows of length one started at every step.
+Steps at or beyond a row's valid length (``Vault.row_lengths``: the zero padding ``combine`` and
+``subsample`` write) are absent like steps past the end of the row: no window starts there and
+no window's mask covers them.
 
 **Bootstrapping.** Each window also carries the observation *after* each step: position ``i + 1``
 of ``obs`` is the next observation of step ``i``. Inside an episode it is the next recorded step.
@@ -293,6 +296,21 @@ def steps_from_tree(tree: Any, spec: DataSpec, path: str = "<vault>") -> StepArr
     )
 
 
+def mark_padding(steps: StepArrays, row_lengths: Any, start: int = 0) -> StepArrays:
+    """Marks steps at or beyond each row's valid length as absent (``present == 0``).
+
+    Args:
+        steps: a block of steps whose first step is time step ``start`` of every row.
+        row_lengths: ``[B]`` int valid steps per row (``Vault.row_lengths``), or None (all valid).
+        start: time step of the block's first step.
+    """
+    if row_lengths is None:
+        return steps
+    t = steps.present.shape[1]
+    valid = (start + np.arange(t))[None, :] < np.asarray(row_lengths)[:, None]  # [B, T]
+    return steps._replace(present=steps.present * valid.astype(np.float32))
+
+
 def pad_steps(steps: StepArrays, pad: int) -> StepArrays:
     """Appends ``pad`` absent steps (zeros, ``present == 0``) to every row."""
 
@@ -460,12 +478,18 @@ class _StreamCarry(NamedTuple):
 
 
 def stream_windows(blocks: Iterator[Any], spec: DataSpec, config: DatasetConfig,
-                   path: str = "<vault>") -> Iterator[SequenceBatch]:
-    """Cuts windows block by block; yields batch-major numpy windows. Memory: one block + L."""
+                   path: str = "<vault>", row_lengths: Any = None) -> Iterator[SequenceBatch]:
+    """Cuts windows block by block; yields batch-major numpy windows. Memory: one block + L.
+
+    ``blocks`` are consecutive from time step 0; steps at or beyond ``row_lengths[b]`` ([B] int,
+    None: all valid) are padding, masked like steps after an episode end.
+    """
     seq_len, b = config.seq_len, spec.num_rows
     carry = _StreamCarry(None, None, np.full(b, -1), np.zeros(b, bool))
+    offset = 0
     for block in blocks:
-        steps = steps_from_tree(block, spec, path)
+        steps = mark_padding(steps_from_tree(block, spec, path), row_lengths, offset)
+        offset += steps.obs.shape[1]
         ended = (steps.terminal + steps.truncated) > 0
         pos = episode_positions(ended, carry.pos_before, carry.ended_before)
         carry = _StreamCarry(carry.tail, carry.tail_pos, pos[:, -1], ended[:, -1])
@@ -526,11 +550,12 @@ def shuffle_batches(windows: Iterator[SequenceBatch | None], capacity: int, batc
             pos += batch_size
 
 
-def _endless_windows(open_blocks, spec: DataSpec, config: DatasetConfig, path: str):
+def _endless_windows(open_blocks, spec: DataSpec, config: DatasetConfig, path: str,
+                     row_lengths: Any = None):
     """Window stream over repeated passes; ``None`` marks the end of each pass."""
     while True:
         produced = False
-        for items in stream_windows(open_blocks(), spec, config, path):
+        for items in stream_windows(open_blocks(), spec, config, path, row_lengths):
             produced = True
             yield items
         if not produced:
@@ -581,6 +606,9 @@ class OfflineDataset:
                 )
             first = vault.read(start=0, stop=1)
             self.metadata = _vault_metadata(vault)
+            lengths = getattr(vault, "row_lengths", None)  # [B] int64; the rest is padding
+            self.row_lengths = np.full(int(vault.num_rows), num_steps, np.int64) if (
+                lengths is None) else np.asarray(lengths, np.int64)
         finally:
             vault.close()
         self.spec = spec_from_tree(first, self.path, num_steps, self.config.add_agent_ids,
@@ -617,7 +645,7 @@ class OfflineDataset:
             tree = vault.read(stop=self.spec.num_steps)
         finally:
             vault.close()
-        return steps_from_tree(tree, self.spec, self.path)
+        return mark_padding(steps_from_tree(tree, self.spec, self.path), self.row_lengths)
 
     def device_data(self) -> DeviceData:
         """The whole dataset on the device (memory mode)."""
@@ -635,7 +663,8 @@ class OfflineDataset:
             while True:
                 key, sub = jax.random.split(key)
                 yield sample(data, sub)
-        windows = _endless_windows(self._blocks, self.spec, self.config, self.path)
+        windows = _endless_windows(self._blocks, self.spec, self.config, self.path,
+                                   self.row_lengths)
         rng = np.random.default_rng(seed)
         for batch in shuffle_batches(windows, self.config.shuffle_windows, batch_size, rng):
             yield time_major(batch, np)

@@ -155,6 +155,20 @@ def marlvault_metadata(vault: Any) -> dict[str, Any]:
     return {}
 
 
+def row_lengths(vault: Any) -> np.ndarray:
+    """``[B]`` int64 valid steps of each row (``Vault.row_lengths``; all of ``num_steps`` for
+    vault objects without it). Steps at or beyond are padding and never count as data."""
+    lengths = getattr(vault, "row_lengths", None)
+    if lengths is None:
+        return np.full(int(vault.num_rows), int(vault.num_steps), np.int64)
+    return np.asarray(lengths, np.int64)
+
+
+def valid_steps(lengths: np.ndarray, start: int, steps: int) -> np.ndarray:
+    """``[B, steps]`` bool, True where step ``start + i`` of row ``b`` is below ``lengths[b]``."""
+    return (start + np.arange(steps))[None, :] < np.asarray(lengths)[:, None]
+
+
 ENGINE_KEYS = ("format_revision", "chunk_steps", "compression", "created", "creator")
 """Keys of the ``"marlvault"`` section the vault engine writes itself on create."""
 FORMAT_KEYS = ("version", "structure_shape", "structure_dtype", "marlvault")
@@ -162,7 +176,7 @@ FORMAT_KEYS = ("version", "structure_shape", "structure_dtype", "marlvault")
 
 def derived_metadata(source: Any, provenance: dict[str, Any]) -> dict[str, Any]:
     """Metadata for a vault derived from ``source``: its free top-level keys, its ``"marlvault"``
-    section without the engine's own keys, and ``provenance`` (which also keeps the source's
+    section without the engine's own keys and ``row_lengths``, and ``provenance`` (which also keeps the source's
     creation time and creator)."""
     meta = dict(getattr(source, "metadata", None) or {})
     ours = marlvault_metadata(source)
@@ -170,7 +184,8 @@ def derived_metadata(source: Any, provenance: dict[str, Any]) -> dict[str, Any]:
     for key in ("created", "creator"):
         if key in ours:
             prov[f"source_{key}"] = ours[key]
-    kept = {k: v for k, v in ours.items() if k not in ENGINE_KEYS and k != "provenance"}
+    dropped = (*ENGINE_KEYS, "provenance", "row_lengths")  # the derived vault has its own rows
+    kept = {k: v for k, v in ours.items() if k not in dropped}
     if "provenance" in ours:
         prov["source_provenance"] = ours["provenance"]
     free = {k: v for k, v in meta.items() if k not in FORMAT_KEYS}

@@ -19,6 +19,7 @@ from marlvault.tools._common import (
     STATE_KEY,
     marlvault_metadata,
     open_vault,
+    row_lengths,
     step_specs,
 )
 from marlvault.tools.coverage import Coverage, coverage
@@ -141,13 +142,18 @@ def dataset_card(
         ends = (int(done.terminated.sum()), int(done.truncated.sum()))
         cov = coverage(v, decimals=decimals, progress=progress)
         path, rows, steps = str(v.path), int(v.num_rows), int(v.num_steps)
+        lengths = row_lengths(v)
     if image is None and out is not None:
         image = Path(out).with_name(Path(out).stem + "_returns.png")
     env = _find(ours, _ENV_KEYS) or _find(meta, _ENV_KEYS) or "unknown"
     scenario = _find(ours, _SCENARIO_KEYS) or _find(meta, _SCENARIO_KEYS) or "unknown"
     overview = [("path", f"`{path}`"), ("environment", env), ("scenario", scenario),
                 ("rows (B)", str(rows)), ("time steps per row (T)", str(steps)),
-                ("transitions (B x T)", str(rows * steps))] + _spaces(specs)
+                ("transitions (valid steps of all rows)", str(int(lengths.sum())))]
+    if (lengths < steps).any():
+        overview.append(("padded rows", f"{int((lengths < steps).sum())} (valid steps "
+                         f"{int(lengths.min())}..{int(lengths.max())}; padding excluded)"))
+    overview += _spaces(specs)
     keys = [(f"`{k}`", f"{tuple(s)} {d}") for k, (s, d) in specs.items()]
     sections = [
         f"# Dataset card: {env} / {scenario}",

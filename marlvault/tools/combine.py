@@ -5,10 +5,11 @@ after vault 1 in time would glue unrelated rollouts together in each row, and th
 episode at the end of a vault-1 row would merge with the first episode of the vault-2 row into a
 fake episode. Stacking rows keeps every stream, and therefore every episode, exactly as recorded.
 
-Rows of a shorter source are padded at the end with zero steps up to the longest source's length
-(no done flags, so the padding extends that row's incomplete tail, which statistics and offline
-samplers skip). ``metadata["marlvault"]["provenance"]`` records each source's path, row range and
-valid length.
+Rows of a shorter source are padded at the end with zero steps up to the longest source's length.
+``metadata["marlvault"]["row_lengths"]`` holds each output row's valid length (a padded source
+row keeps its own valid length), so the episode index, the offline samplers and every tool skip
+the padding (flashbax readers would see it as zero steps). ``metadata["marlvault"]["provenance"]``
+records each source's path, row range and length.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from marlvault.tools._common import (
     flatten,
     open_vault,
     progress_bar,
+    row_lengths,
     step_specs,
     unflatten,
 )
@@ -62,7 +64,8 @@ def combine(
         budget: bytes per written chunk.
 
     Returns:
-        The provenance record stored under ``metadata["marlvault"]["provenance"]``.
+        The provenance record stored under ``metadata["marlvault"]["provenance"]`` (the valid
+        length of each output row is stored under ``metadata["marlvault"]["row_lengths"]``).
 
     Raises:
         SchemaMismatchError: the sources differ in a key, shape or dtype.
@@ -94,6 +97,7 @@ def _combine_open(dst: str, vaults: list[Any], progress: bool, budget: int | Non
         "padding": "rows of shorter sources are zero-padded at the end to the longest length",
     }
     meta = derived_metadata(vaults[0], prov)
+    meta["marlvault"]["row_lengths"] = np.concatenate([row_lengths(v) for v in vaults]).tolist()
     per_step = sum(int(np.prod(s)) * d.itemsize for s, d in spec.values()) * total_rows
     chunk = max(1, int((budget or DEFAULT_CHUNK_BYTES) // max(per_step, 1)))
     with create_like(dst, spec, total_rows, meta) as out, progress_bar(

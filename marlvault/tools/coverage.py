@@ -1,6 +1,7 @@
 """State-action coverage of a vault, streaming.
 
-Two figures, both "distinct pairs / transitions" over every stored step of every row:
+Two figures, both "distinct pairs / transitions" over every stored step of every row (steps at
+or beyond a row's valid length, ``Vault.row_lengths``, are padding and not counted):
 
 * **joint state-action coverage**: distinct ``(state, joint action)`` pairs, where the state is
   ``infos.state`` when the vault has it and otherwise the joint observation (all agents'
@@ -29,6 +30,8 @@ from marlvault.tools._common import (
     STATE_KEY,
     iter_flat_chunks,
     open_vault,
+    row_lengths,
+    valid_steps,
     vault_keys,
 )
 
@@ -41,7 +44,7 @@ class Coverage:
 
     path: str
     transitions: int
-    """Stored steps counted (rows x steps)."""
+    """Stored steps counted (valid steps of every row; padding excluded)."""
     decimals: int
     """Rounding of float values before comparison."""
     state_source: str
@@ -133,14 +136,17 @@ def coverage(
                                    "use a vault with the OG-MARL schema")
         has_state = STATE_KEY in keys
         read = [OBS_KEY, ACTION_KEY] + ([STATE_KEY] if has_state else [])
-        joint, agents, total = UniqueCounter(), None, 0
-        for _, chunk in iter_flat_chunks(v, read, budget, "coverage" if progress else None):
-            obs, act = chunk[OBS_KEY], chunk[ACTION_KEY]  # [B, t, N, O], [B, t, N(, A)]
-            b, t, n = obs.shape[:3]
-            m = b * t
+        joint, agents, total, lengths = UniqueCounter(), None, 0, row_lengths(v)
+        for t0, chunk in iter_flat_chunks(v, read, budget, "coverage" if progress else None):
+            t, n = chunk[OBS_KEY].shape[1:3]
+            keep = valid_steps(lengths, t0, t)  # [B, t]: padding is no transition
+            obs, act = chunk[OBS_KEY][keep], chunk[ACTION_KEY][keep]  # [m, N, O], [m, N(, A)]
+            m = obs.shape[0]
+            if m == 0:
+                continue
             obs_q = quantize(obs, decimals).reshape(m, n, -1)
             act_q = quantize(act, decimals).reshape(m, n, -1)
-            state_q = (quantize(chunk[STATE_KEY], decimals).reshape(m, -1) if has_state
+            state_q = (quantize(chunk[STATE_KEY][keep], decimals).reshape(m, -1) if has_state
                        else obs_q.reshape(m, -1))
             joint.add(hash_rows([state_q, act_q.reshape(m, -1)]))
             agents = agents or [UniqueCounter() for _ in range(n)]

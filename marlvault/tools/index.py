@@ -2,7 +2,8 @@
 
 An episode is a run of steps in one row that ends at the first step whose ``terminals`` or
 ``truncations`` is 1 for any agent (that step belongs to the episode). The steps after a row's
-last boundary form an *incomplete* episode. The return of an episode is the team return used by
+last boundary, up to the row's valid length (``Vault.row_lengths``; padding beyond it is skipped),
+form an *incomplete* episode. The return of an episode is the team return used by
 evaluation: the sum over its steps of the mean over agents of ``rewards``, accumulated in float64.
 
 :func:`episode_table` takes the vault's own episode index (``Vault.episodes``, cached on disk
@@ -24,6 +25,7 @@ from marlvault.tools._common import (
     TRUNCATION_KEY,
     iter_flat_chunks,
     open_vault,
+    row_lengths,
     vault_keys,
 )
 
@@ -123,18 +125,19 @@ def scan_episodes(vault: Any, update_key: str | None = None, progress: bool = Fa
                     + (" or pass the update key the vault holds" if need == update_key else "")
                 )
         read = [k for k in (REWARD_KEY, TERMINAL_KEY, TRUNCATION_KEY, update_key) if k in keys]
-        acc = _Accumulator(v.num_rows, update_key)
+        acc = _Accumulator(v.num_rows, update_key, row_lengths(v))
         for start, chunk in iter_flat_chunks(v, read, progress="episodes" if progress else None):
             acc.add(start, chunk)
-        return acc.finish(int(v.num_steps))
+        return acc.finish()
 
 
 class _Accumulator:
     """Turns a stream of chunks into episode records."""
 
-    def __init__(self, num_rows: int, update_key: str | None) -> None:
+    def __init__(self, num_rows: int, update_key: str | None, lengths: np.ndarray) -> None:
         self.state = _RowState(num_rows)
         self.update_key = update_key
+        self.lengths = np.asarray(lengths, np.int64)  # [B] valid steps; the rest is padding
         self.records: list[tuple[np.ndarray, ...]] = []
 
     def add(self, t0: int, chunk: dict[str, np.ndarray]) -> None:
@@ -147,7 +150,10 @@ class _Accumulator:
         )
         upd = chunk.get(self.update_key) if self.update_key else None
         for b in range(r.shape[0]):
-            self._add_row(b, t0, r[b], term[b], trunc[b], upd if upd is None else upd[b : b + 1])
+            n = int(np.clip(self.lengths[b] - t0, 0, r.shape[1]))  # valid steps of row b here
+            if n:
+                u = None if upd is None else upd[b : b + 1, :n]
+                self._add_row(b, t0, r[b, :n], term[b, :n], trunc[b, :n], u)
 
     def _add_row(
         self, b: int, t0: int, r: np.ndarray, term: np.ndarray, trunc: np.ndarray,
@@ -179,13 +185,14 @@ class _Accumulator:
             st.umin[b] = min(st.umin[b], lo[prev:].min())
             st.umax[b] = max(st.umax[b], int(hi[prev:].max()))
 
-    def finish(self, num_steps: int) -> EpisodeTable:
+    def finish(self) -> EpisodeTable:
         st = self.state
         for b in range(st.start.shape[0]):
-            if st.start[b] < num_steps:
+            stop = int(self.lengths[b])
+            if st.start[b] < stop:
                 has = self.update_key is not None
                 self.records.append(
-                    (b, st.start[b], num_steps - st.start[b], st.ret[b], False, False, False,
+                    (b, st.start[b], stop - st.start[b], st.ret[b], False, False, False,
                      st.umin[b] if has else None, st.umax[b] if has else None)
                 )
         recs = sorted(self.records, key=lambda x: (x[1] + x[2], x[0]))

@@ -15,8 +15,8 @@ Layout of the output: the selected episodes keep their source order (by end step
 are packed back to back into ``rows`` output rows (default 1), each new episode going to the
 currently shortest row. Every output episode is exactly a source episode (all keys, boundary
 flags included); no step of a neighbour leaks in. With ``rows > 1`` the shorter rows are padded
-at the end with zero steps (no done flag, so readers see an incomplete tail, which statistics and
-offline samplers skip); the valid length of each row is in the metadata.
+at the end with zero steps; ``metadata["marlvault"]["row_lengths"]`` holds each row's valid
+length, so the episode index, offline samplers and tools skip the padding.
 
 The output's ``metadata["marlvault"]`` keeps the source's section and adds ``"provenance"``:
 tool, source path, method, parameters, seed, number of episodes and transitions, row lengths.
@@ -209,7 +209,9 @@ def subsample(
             "transitions": int(chosen.length.sum()), "layout": f"packed episodes, rows={spec.rows}",
             "row_lengths": row_lengths.tolist(), **spec.extra,
         }
-        with create_like(dst, step_specs(v), spec.rows, derived_metadata(v, prov)) as out:
+        meta = derived_metadata(v, prov)
+        meta["marlvault"]["row_lengths"] = row_lengths.tolist()
+        with create_like(dst, step_specs(v), spec.rows, meta) as out:
             writer = PackedWriter(out, row_lengths)
             _copy_episodes(v, chosen, out_row, writer, progress)
             writer.finish()

@@ -9,6 +9,7 @@ import numpy as np
 
 from marlvault.errors import MarlvaultError
 from marlvault.vault import episodes as ep
+from marlvault.vault import format as fmt
 from marlvault.vault.vault import Vault
 
 
@@ -22,13 +23,23 @@ def describe(path: str) -> dict[str, Any]:
         for k, v in vault.metadata.items()
         if k not in ("version", "structure_shape", "structure_dtype", "marlvault")
     }
+    lengths = vault.row_lengths
+    padded = lengths < vault.num_steps
     return {
         "path": vault.path,
         "version": vault.metadata.get("version"),
         "written_by": "marlvault" if ours else "flashbax",
         "rows": vault.num_rows,
         "steps": vault.num_steps,
-        "transitions": vault.num_rows * vault.num_steps,
+        "transitions": int(lengths.sum()),
+        "padding": {
+            "padded_rows": int(padded.sum()),
+            "padded_steps": int((vault.num_steps - lengths).sum()),
+            "min_valid_steps": int(lengths.min(initial=0)),
+            "max_valid_steps": int(lengths.max(initial=0)),
+        }
+        if fmt.ROW_LENGTHS_KEY in ours
+        else None,
         "structure": [
             {"key": k, "shape": list(s.shape), "dtype": np.dtype(s.dtype).name}
             for k, s in vault.flat_structure.items()
@@ -101,14 +112,35 @@ def verify(path: str, steps_per_chunk: int | None = None) -> VerifyReport:
             report.problems.append(
                 f"vault_index: expected {vault.num_steps} readable steps, found {report.steps_checked}"
             )
-        _compare_index(
-            vault.episodes,
-            ep.make_index(np.concatenate([np.zeros((0, 6)), *found]), cursor),
-            report,
-        )
+        fresh = ep.make_index(np.concatenate([np.zeros((0, 6)), *found]), cursor)
+        lengths = _check_row_lengths(vault, report)
+        if lengths is not None and (lengths < vault.num_steps).any():
+            fresh = vault._clip_episodes(fresh, lengths)  # noqa: SLF001 - same package
+        _compare_index(vault.episodes, fresh, report)
     except MarlvaultError as err:
         report.problems.append(f"{type(err).__name__}: {err}")
     return report
+
+
+def _check_row_lengths(vault: Vault, report: VerifyReport) -> np.ndarray | None:
+    """Check ``marlvault.row_lengths``: B integers in ``[0, vault_index]``. Returns them or None."""
+    raw = vault.metadata.get("marlvault", {}).get(fmt.ROW_LENGTHS_KEY)
+    try:
+        stored = fmt.parse_row_lengths(vault.path, raw, vault.num_rows)
+    except MarlvaultError as err:
+        report.problems.append(f"row_lengths: {err}")
+        return None
+    if stored is None:
+        return None
+    over = np.flatnonzero(stored > vault.num_steps)
+    if over.size:
+        b = int(over[0])
+        report.problems.append(
+            f"row_lengths: expected every row's valid length <= vault_index {vault.num_steps}, "
+            f"found {over.size} longer (row {b}: {int(stored[b])}); fix: rewrite metadata.json "
+            "with the real lengths"
+        )
+    return np.minimum(stored, vault.num_steps)
 
 
 def _compare_index(stored: np.ndarray, fresh: np.ndarray, report: VerifyReport) -> None:

@@ -55,6 +55,9 @@ TERMINAL_KEYS = ("terminals", "terminal", "terminated", "dones", "done")
 TRUNCATION_KEYS = ("truncations", "truncation", "truncated")
 REWARD_KEYS = ("rewards", "reward")
 
+ROW_LENGTHS_KEY = "row_lengths"
+"""Key under ``"marlvault"``: ``[B]`` valid steps per row; steps at or beyond are padding."""
+
 
 def leaf_array_name(key: str) -> str:
     """Array name of a flat leaf key, as flashbax names it (``"infos.legals"`` → ``"infos.legals."``)."""
@@ -216,6 +219,40 @@ def parse_metadata(path: str, data: bytes) -> VaultMeta:
             "fix: restore metadata.json"
         )
     return VaultMeta(version=float(version), num_rows=rows.pop(), leaves=tuple(leaves), raw=raw)
+
+
+def parse_row_lengths(
+    where: str, value: Any, num_rows: int, error: type[Exception] = VaultCorruptError
+) -> np.ndarray | None:
+    """Validate ``metadata["marlvault"]["row_lengths"]``.
+
+    Args:
+        where: the vault path, for messages.
+        value: the stored value (``None`` when absent).
+        num_rows: B.
+        error: the class to raise (corrupt on read, a schema error on create).
+
+    Returns:
+        ``[B]`` int64 valid steps per row (not clipped to ``vault_index``), or None when absent.
+
+    Raises:
+        ``error``: not a list of B integers >= 0.
+    """
+    if value is None:
+        return None
+    ok = isinstance(value, (list, tuple)) and all(
+        isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 0 for x in value
+    )
+    if not ok or len(value) != num_rows:
+        found = f"{len(value)} values {list(value)[:8]}" if isinstance(value, (list, tuple)) else (
+            repr(value)
+        )
+        raise error(
+            f"{where}/{METADATA_FILE}: marlvault.{ROW_LENGTHS_KEY} expected a list of {num_rows} "
+            f"integers >= 0 (valid steps per row), found {found}; fix: write one valid length "
+            "per row, or drop the key when every row is valid up to vault_index"
+        )
+    return np.asarray(value, np.int64).reshape(num_rows)
 
 
 def default_chunk_steps(num_rows: int, leaves: tuple[LeafSpec, ...]) -> int:

@@ -213,6 +213,11 @@ class Vault:
             "creator": _creator(),
             **user.pop("marlvault", {}),
         }
+        lengths = fmt.parse_row_lengths(
+            where, ours.get(fmt.ROW_LENGTHS_KEY), num_rows, SchemaMismatchError
+        )
+        if lengths is not None:
+            ours[fmt.ROW_LENGTHS_KEY] = lengths.tolist()
         return cls._create_arrays(store, num_rows, leaves, ours, user, break_lock)
 
     @classmethod
@@ -372,6 +377,30 @@ class Vault:
     def metadata(self) -> dict[str, Any]:
         """A copy of ``metadata.json`` (ours under ``"marlvault"``)."""
         return copy.deepcopy(self._meta.raw)
+
+    @property
+    def row_lengths(self) -> np.ndarray:
+        """``[B]`` int64 valid steps of each row, clipped to :attr:`num_steps`.
+
+        Steps at or beyond a row's valid length are padding (written by ``combine``/``subsample``
+        to keep the array dense), not data. From ``metadata["marlvault"]["row_lengths"]``; every
+        row is valid up to :attr:`num_steps` when the key is absent (flashbax vaults).
+
+        Raises:
+            VaultCorruptError: the stored value is not B integers >= 0.
+        """
+        stored = fmt.parse_row_lengths(
+            self.path, self._meta.ours.get(fmt.ROW_LENGTHS_KEY), self.num_rows
+        )
+        steps = self.num_steps
+        if stored is None:
+            return np.full(self.num_rows, steps, np.int64)
+        return np.minimum(stored, steps)
+
+    @property
+    def has_padding(self) -> bool:
+        """Some row is shorter than :attr:`num_steps` (see :attr:`row_lengths`)."""
+        return bool((self.row_lengths < self.num_steps).any())
 
     @property
     def compression(self) -> dict[str, Any] | None:
@@ -700,7 +729,33 @@ class Vault:
     def episodes(self) -> np.ndarray:
         """The episode index (:data:`marlvault.vault.episodes.EPISODE_DTYPE`), sorted by (row, start)."""
         self._sync_episodes()
-        return ep.make_index(self._finished, self._cursor)
+        index = ep.make_index(self._finished, self._cursor)
+        lengths = self.row_lengths
+        if (lengths >= self._cursor.steps).all():
+            return index
+        return self._clip_episodes(index, lengths)
+
+    def _clip_episodes(self, index: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Drop episodes that start in a row's padding; cut the one that crosses into it.
+
+        A cut episode is incomplete (its end is not in the vault); its return is recomputed over
+        its valid steps only.
+        """
+        stop_valid = lengths[index["row"]]
+        index = index[index["start"] < stop_valid]
+        cut = np.flatnonzero(index["start"] + index["length"] > lengths[index["row"]])
+        reward_key = self._ep_keys[0]
+        for i in cut:
+            row, start = int(index["row"][i]), int(index["start"][i])
+            stop = int(lengths[row])
+            index["length"][i] = stop - start
+            index["terminated"][i] = index["truncated"][i] = index["complete"][i] = False
+            ret = 0.0
+            if reward_key is not None:
+                r = self.read_flat(start, stop, rows=[row], keys=[reward_key])[reward_key]
+                ret = float(ep._per_step(r, (1, stop - start), "mean").sum())  # noqa: SLF001
+            index["return"][i] = ret
+        return index
 
     def _sync_episodes(self) -> None:
         """Load the stored index and extend it over committed steps it does not cover yet."""
