@@ -35,7 +35,7 @@ def describe(path: str) -> dict[str, Any]:
         "padding": {
             "padded_rows": int(padded.sum()),
             "padded_steps": int((vault.num_steps - lengths).sum()),
-            "min_valid_steps": int(lengths.min(initial=0)),
+            "min_valid_steps": int(lengths.min()) if lengths.size else 0,
             "max_valid_steps": int(lengths.max(initial=0)),
         }
         if fmt.ROW_LENGTHS_KEY in ours
