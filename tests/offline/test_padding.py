@@ -30,7 +30,6 @@ def combined_path(tmp_path_factory):
     """Rows 0-1: ten steps; rows 2-3: six steps then zero padding (written by ``combine``)."""
     base = tmp_path_factory.mktemp("comb")
     long, short = handmade_tree(), handmade_tree()
-    short = {k: v for k, v in short.items()}
     for key in ("observations", "actions", "rewards", "terminals", "truncations"):
         short[key] = np.ascontiguousarray(short[key][:, :6])
     short["infos"] = {k: np.ascontiguousarray(v[:, :6]) for k, v in short["infos"].items()}
