@@ -68,7 +68,7 @@ def _print_vault(path: str) -> None:
         typer.echo(
             f"vault: {path}\n"
             f"  {vault.num_rows} rows x {vault.num_steps:,} steps "
-            f"({vault.num_rows * vault.num_steps:,} transitions), {complete:,} complete "
+            f"({int(vault.row_lengths.sum()):,} transitions), {complete:,} complete "
             f"episodes, {len(eps) - complete} incomplete, keys: {', '.join(vault.keys)}\n"
             f"  inspect: marlvault vault info {path}"
         )
