@@ -5,9 +5,10 @@ Usage: ``python bench/record_overhead.py [--num-envs 32] [--updates-per-call 4] 
 [--rounds 2] [--out DIR]``
 
 Modes, all on RWARE tiny-2ag with the default IPPO hyperparameters (rollout 128, 4 epochs,
-2 minibatches, MLP 128-128), the same compiled learner (trajectories returned in every mode):
+2 minibatches, MLP 128-128), continuing one training run (the learner state passes from mode to
+mode):
 
-* ``off``: learner calls only;
+* ``off``: the learner compiled *without* trajectory outputs — training with no recording;
 * ``marlvault``: each call's rollouts go to :class:`marlvault.record.session.TrainingRecorder`
   (asynchronous host copy, bounded queue, background writer); the time includes the final flush;
 * ``flashbax-sync``: what Mava's "store experience" example does — learn, copy the rollouts to the
@@ -95,14 +96,17 @@ def main() -> None:
     cfg = _config(args.num_envs, args.updates_per_call, args.calls, str(scratch / "mv.vlt"))
     learner = ippo.make_train(cfg, return_trajectories=True,
                               updates_per_call=args.updates_per_call)  # fmt: skip
+    plain = ippo.make_train(cfg, return_trajectories=False,
+                            updates_per_call=args.updates_per_call)  # fmt: skip
     state = learner.init(jax.random.PRNGKey(0))
-    state, m, _ = learner.learn(state)  # compile + warm-up
-    jax.block_until_ready(m)
+    for warm in (learner, plain):  # compile + warm-up
+        state, m, _ = warm.learn(state)
+        jax.block_until_ready(m)
     steps = args.calls * args.updates_per_call * cfg.steps_per_update
     best = {"off": np.inf, "marlvault": np.inf, "flashbax-sync": np.inf}
     wait = 0.0
     for r in range(args.rounds):
-        dt, state = _run_off(learner, state, args.calls)
+        dt, state = _run_off(plain, state, args.calls)
         best["off"] = min(best["off"], dt)
         mv_cfg = _config(args.num_envs, args.updates_per_call, args.calls,
                          str(scratch / f"mv{r}.vlt"))  # fmt: skip
