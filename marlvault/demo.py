@@ -5,7 +5,8 @@
 2. describe the vault (``marlvault vault info``);
 3. take the episodes of the last quarter of training (``marlvault vault subsample
    --update-range``) as the dataset of the final policy, and print return statistics of both;
-4. train behaviour cloning offline on that dataset and evaluate it online;
+4. train behaviour cloning offline on that dataset and evaluate it online (actions sampled
+   from the cloned policy, as the recorded IPPO policy acted);
 5. print a summary.
 
 A few minutes on a 2-core CPU; everything goes under ``demo_out/``. Extra ``KEY=VALUE`` arguments
@@ -43,8 +44,10 @@ DEMO_TRAIN = [
 DEMO_BC = [
     f"vault={LATE}",
     "system.num_updates=3000",
+    "system.lr=1e-3",
     "arch.num_evaluation=5",
     "arch.final_eval_episodes=64",
+    "arch.eval_greedy=false",
     f"logger.base_dir={OUT}",
     "logger.run_name=bc_rware_tiny-2ag",
 ]

@@ -25,14 +25,15 @@ from marlvault.errors import ConfigError
 from marlvault.networks import Actor, RecurrentQNetwork, ScannedRNN
 from marlvault.offline.common import (
     Algorithm,
+    choose,
     greedy,
+    make_memory_train,
     make_optimizer,
-    make_scan_train,
     mask_illegal,
     masked_mean,
     window_resets,
 )
-from marlvault.offline.dataset import DataSpec, DeviceData, SequenceBatch, make_sampler
+from marlvault.offline.dataset import DataSpec, SequenceBatch
 
 Array = jax.Array
 
@@ -155,15 +156,16 @@ def make_init(config: Config, spec: DataSpec):
 
 
 def make_act(config: Config, spec: DataSpec):
-    """``act(params, hidden, obs [E, N, O'], legal [E, N, A], reset [E]) -> (hidden, actions)``."""
+    """``act(params, hidden, obs [E, N, O'], legal [E, N, A], reset [E], key=None)
+    -> (hidden, actions)``: greedy, or sampled from the policy when ``key`` is given."""
     net = _network(config, spec)
 
-    def act(params: Any, hidden: Array, obs: Array, legal: Array, reset: Array):
+    def act(params: Any, hidden: Array, obs: Array, legal: Array, reset: Array, key=None):
         if not config.recurrent:
-            return hidden, greedy(net.apply(params, obs), legal)
+            return hidden, choose(net.apply(params, obs), legal, key)
         resets = jnp.broadcast_to(reset[:, None], obs.shape[:2])[None]
         hidden, logits = net.apply(params, hidden, (obs[None], resets))
-        return hidden, greedy(logits[0], legal)
+        return hidden, choose(logits[0], legal, key)
 
     return act
 
@@ -184,20 +186,9 @@ def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
 
 
 def make_train(config: Config, spec: DataSpec):
-    """``train(data, key) -> (TrainState, metrics)``: the whole run in memory, one ``lax.scan``.
-
-    The caller owns ``jit``/``vmap``; ``data`` comes from ``OfflineDataset.device_data()`` built
-    with ``seq_len = config.window_len`` (and ``stride = 1`` for feed-forward).
-    """
-    algo = make_algorithm(config, spec)
-    sample = make_sampler(spec, algo.seq_len, algo.batch_size)
-    run = make_scan_train(algo, sample, config.num_updates)
-
-    def train(data: DeviceData, key: Array) -> tuple[TrainState, dict]:
-        init_key, run_key = jax.random.split(key)
-        return run(algo.init(init_key), data, run_key)
-
-    return train
+    """``train(data, key) -> (TrainState, metrics)``: the whole run in memory, one ``lax.scan``
+    (see :func:`marlvault.offline.common.make_memory_train`)."""
+    return make_memory_train(make_algorithm(config, spec), spec, config.num_updates)
 
 
 __all__ = ["Config", "TrainState", "bc_loss", "make_algorithm", "make_init", "make_train",

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from marlvault.networks import ILLEGAL_LOGIT
-from marlvault.offline.dataset import DeviceData, SequenceBatch
+from marlvault.offline.dataset import DataSpec, DeviceData, SequenceBatch, make_sampler
 
 Array = jax.Array
 
@@ -34,7 +34,7 @@ class Algorithm(NamedTuple):
     update: Callable[[Any, SequenceBatch], tuple[Any, dict]]  # (state, batch) -> (state, metrics)
     params: Callable[[Any], Any]  # TrainState -> acting parameters
     init_hidden: Callable[[int], Any]  # num_envs -> acting carry
-    act: Callable[..., tuple[Any, Array]]  # (params, hidden, obs, legal, reset) -> (hidden, a)
+    act: Callable[..., tuple[Any, Array]]  # (params, hidden, obs, legal, reset, key=None) -> (hidden, a)
 
 
 def masked_mean(x: Array, mask: Array) -> Array:
@@ -51,6 +51,15 @@ def mask_illegal(values: Array, legal: Array) -> Array:
 def greedy(values: Array, legal: Array) -> Array:
     """[...] int32 best legal action of [..., A] values."""
     return jnp.argmax(mask_illegal(values, legal), axis=-1).astype(jnp.int32)
+
+
+def choose(values: Array, legal: Array, key: Array | None = None) -> Array:
+    """[...] int32 legal action of [..., A] values: the best one, or with ``key`` one sampled
+    from the softmax over legal actions (the policy itself for BC's logits; Boltzmann over
+    Q-values for the Q-learners)."""
+    if key is None:
+        return greedy(values, legal)
+    return jax.random.categorical(key, mask_illegal(values, legal), axis=-1).astype(jnp.int32)
 
 
 def make_optimizer(lr: float, max_grad_norm: float) -> optax.GradientTransformation:
@@ -81,3 +90,18 @@ def make_scan_train(algo: Algorithm, sample: Callable[[DeviceData, Array], Seque
         return state, jax.tree.map(jnp.mean, metrics)
 
     return run
+
+
+def make_memory_train(algo: Algorithm, spec: DataSpec, num_updates: int):
+    """``train(data, key) -> (state, metrics)``: a whole in-memory run of ``algo``, one scan.
+
+    The caller owns ``jit``/``vmap``; ``data`` comes from ``OfflineDataset.device_data()`` built
+    with the algorithm's ``seq_len``.
+    """
+    run = make_scan_train(algo, make_sampler(spec, algo.seq_len, algo.batch_size), num_updates)
+
+    def train(data: DeviceData, key: Array) -> tuple[Any, dict]:
+        init_key, run_key = jax.random.split(key)
+        return run(algo.init(init_key), data, run_key)
+
+    return train

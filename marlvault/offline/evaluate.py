@@ -40,7 +40,7 @@ class _Carry(NamedTuple):
 
 
 def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: bool,
-                   epsilon: float = 0.0):
+                   epsilon: float = 0.0, greedy: bool = True):
     """Build ``evaluate(params, key) -> EvalMetrics [E]`` (jitted).
 
     Args:
@@ -48,7 +48,9 @@ def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: 
         algo: the trained algorithm (its ``act`` and ``init_hidden``).
         num_episodes: E, episodes run in parallel.
         agent_ids: append one-hot agent ids to the observations (as the dataset did).
-        epsilon: probability of a random legal action per agent and step (0: greedy).
+        epsilon: probability of a random legal action per agent and step (0: none).
+        greedy: best legal action; ``False`` samples from the policy (BC) or Boltzmann over
+            Q-values (Q-learners).
     """
     vec = VecEnv(env, num_episodes)
     window = max(algo.stride or algo.seq_len, 1)
@@ -57,8 +59,9 @@ def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: 
     def body(params: Any, c: _Carry) -> _Carry:
         obs = add_agent_ids(c.timestep.obs) if agent_ids else c.timestep.obs
         reset = c.pos % window == 0
-        hidden, actions = algo.act(params, c.hidden, obs, c.timestep.legal, reset)
-        key, k_rand, k_eps = jax.random.split(c.key, 3)
+        key, k_rand, k_eps, k_act = jax.random.split(c.key, 4)
+        hidden, actions = algo.act(params, c.hidden, obs, c.timestep.legal, reset,
+                                   None if greedy else k_act)  # fmt: skip
         legal = c.timestep.legal.astype(jnp.float32)
         random = jax.random.categorical(k_rand, jnp.where(legal > 0, 0.0, -1e9), axis=-1)
         explore = jax.random.uniform(k_eps, actions.shape) < epsilon

@@ -28,14 +28,15 @@ from marlvault.errors import ConfigError
 from marlvault.networks import RecurrentQNetwork, ScannedRNN
 from marlvault.offline.common import (
     Algorithm,
+    choose,
     greedy,
+    make_memory_train,
     make_optimizer,
-    make_scan_train,
     mask_illegal,
     masked_mean,
     window_resets,
 )
-from marlvault.offline.dataset import DataSpec, DeviceData, SequenceBatch, make_sampler
+from marlvault.offline.dataset import DataSpec, SequenceBatch
 
 Array = jax.Array
 
@@ -172,16 +173,18 @@ def make_init(config: Config, spec: DataSpec):
 
 
 def make_act(config: Config, spec: DataSpec):
-    """``act(params, hidden, obs [E, N, O'], legal [E, N, A], reset [E]) -> (hidden, actions)``.
+    """``act(params, hidden, obs [E, N, O'], legal [E, N, A], reset [E], key=None)
+    -> (hidden, actions)``.
 
-    ``params`` are the Q-network's (for QMIX, the agent network's); greedy over legal actions.
+    ``params`` are the Q-network's (for QMIX, the agent network's); greedy over legal actions, or
+    Boltzmann over their Q-values when ``key`` is given.
     """
     net = RecurrentQNetwork(spec.action_dim, config.hidden, config.rnn_size)
 
-    def act(params: Any, hidden: Array, obs: Array, legal: Array, reset: Array):
+    def act(params: Any, hidden: Array, obs: Array, legal: Array, reset: Array, key=None):
         resets = jnp.broadcast_to(reset[:, None], obs.shape[:2])[None]
         hidden, q = net.apply(params, hidden, (obs[None], resets))
-        return hidden, greedy(q[0], legal)
+        return hidden, choose(q[0], legal, key)
 
     return act
 
@@ -202,16 +205,9 @@ def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
 
 
 def make_train(config: Config, spec: DataSpec):
-    """``train(data, key) -> (TrainState, metrics)``: the whole run in memory, one ``lax.scan``."""
-    algo = make_algorithm(config, spec)
-    run = make_scan_train(algo, make_sampler(spec, algo.seq_len, algo.batch_size),
-                          config.num_updates)
-
-    def train(data: DeviceData, key: Array) -> tuple[TrainState, dict]:
-        init_key, run_key = jax.random.split(key)
-        return run(algo.init(init_key), data, run_key)
-
-    return train
+    """``train(data, key) -> (TrainState, metrics)``: the whole run in memory, one ``lax.scan``
+    (see :func:`marlvault.offline.common.make_memory_train`)."""
+    return make_memory_train(make_algorithm(config, spec), spec, config.num_updates)
 
 
 __all__ = ["Config", "TrainState", "cql_penalty", "double_q_next", "iql_cql_loss",

@@ -25,8 +25,8 @@ import optax
 from marlvault.errors import ConfigError, DatasetError
 from marlvault.networks import RecurrentQNetwork, ScannedRNN
 from marlvault.offline import iql_cql
-from marlvault.offline.common import Algorithm, make_optimizer, make_scan_train, masked_mean
-from marlvault.offline.dataset import DataSpec, DeviceData, SequenceBatch, make_sampler
+from marlvault.offline.common import Algorithm, make_memory_train, make_optimizer, masked_mean
+from marlvault.offline.dataset import DataSpec, SequenceBatch
 
 Array = jax.Array
 
@@ -157,16 +157,9 @@ def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
 
 
 def make_train(config: Config, spec: DataSpec):
-    """``train(data, key) -> (TrainState, metrics)``: the whole run in memory, one ``lax.scan``."""
-    algo = make_algorithm(config, spec)
-    run = make_scan_train(algo, make_sampler(spec, algo.seq_len, algo.batch_size),
-                          config.num_updates)
-
-    def train(data: DeviceData, key: Array) -> tuple[TrainState, dict]:
-        init_key, run_key = jax.random.split(key)
-        return run(algo.init(init_key), data, run_key)
-
-    return train
+    """``train(data, key) -> (TrainState, metrics)``: the whole run in memory, one ``lax.scan``
+    (see :func:`marlvault.offline.common.make_memory_train`)."""
+    return make_memory_train(make_algorithm(config, spec), spec, config.num_updates)
 
 
 __all__ = ["Config", "QMixer", "TrainState", "make_algorithm", "make_init", "make_train",

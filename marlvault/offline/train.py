@@ -77,7 +77,10 @@ class OfflineArchConfig:
     final_eval_episodes: int = 128
     """Episodes of the final evaluation of the best parameters."""
     eval_epsilon: float = 0.0
-    """Evaluation: probability of a random legal action per agent and step (0: greedy)."""
+    """Evaluation: probability of a random legal action per agent and step (0: none)."""
+    eval_greedy: bool = True
+    """Evaluation: best legal action (``false``: sample from the learnt policy — BC's own
+    distribution, Boltzmann over Q-values for the Q-learners)."""
 
     def __post_init__(self) -> None:
         for name in ("num_evaluation", "num_eval_episodes", "final_eval_episodes"):
@@ -284,7 +287,8 @@ def train_offline(algo: str, config: Any = ()) -> dict[str, Any]:
     def evaluator(num_episodes: int) -> Any:
         if num_episodes not in evaluators:  # one compilation per episode count
             evaluators[num_episodes] = make_evaluator(
-                env, algorithm, num_episodes, dataset.spec.add_agent_ids, config.arch.eval_epsilon)
+                env, algorithm, num_episodes, dataset.spec.add_agent_ids, config.arch.eval_epsilon,
+                config.arch.eval_greedy)
         return evaluators[num_episodes]
 
     try:

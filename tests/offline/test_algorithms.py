@@ -46,6 +46,11 @@ def test_bc_loss_decreases(recurrent):
     for _ in range(2):
         hidden, act = algo.act(algo.params(state), hidden, obs, legal, np.ones(5, bool))
         assert act.shape == (5, 2) and int(act.max()) < 3
+    # sampled acting (evaluation with arch.eval_greedy=false) never picks it either
+    for seed in range(20):
+        _, act = algo.act(algo.params(state), algo.init_hidden(5), obs, legal, np.ones(5, bool),
+                          jax.random.key(seed))  # fmt: skip
+        assert act.shape == (5, 2) and int(act.max()) < 3
 
 
 def algo_input(config):
