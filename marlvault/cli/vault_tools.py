@@ -116,11 +116,18 @@ def coverage_cmd(
     path: str = typer.Argument(..., help="Vault path/URL."),
     decimals: int = typer.Option(2, "--decimals", help="Round floats to this many decimals."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    memory_mb: float = typer.Option(
+        256.0, "--memory-mb",
+        help="MiB for the hashes held in memory; larger vaults are counted exactly through "
+             "temporary partition files."),
+    tmp_dir: Path = typer.Option(
+        None, "--tmp-dir", help="Folder for the temporary partition files (default: system temp)."),
 ) -> None:
     """Joint state-action and mean per-agent observation-action coverage."""
     from marlvault.tools.coverage import coverage
 
-    cov = coverage(path, decimals=decimals, progress=not as_json)
+    cov = coverage(path, decimals=decimals, progress=not as_json, memory_budget_mb=memory_mb,
+                   tmp_dir=None if tmp_dir is None else str(tmp_dir))
     if as_json:
         typer.echo(json.dumps(cov.to_dict(), indent=2))
         return
@@ -129,6 +136,9 @@ def coverage_cmd(
                f"{cov.joint_coverage:.4f} ({cov.joint_unique} distinct)")
     typer.echo(f"mean per-agent observation-action coverage: {cov.agent_coverage:.4f} "
                f"(distinct per agent: {list(cov.agent_unique)})")
+    if cov.partitions > 1:
+        typer.echo(f"counted in {cov.partitions} hash partitions per counter "
+                   f"(--memory-mb {memory_mb:g})")
 
 
 def card_cmd(
