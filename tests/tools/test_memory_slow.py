@@ -6,7 +6,7 @@ The RSS growth is native memory (tensorstore, allocator), not buffers the tools 
 
 Builds a recorded-like vault (B=32, 4 agents, obs 66 float32, state 132) of 2,000 and of 8,000
 steps (about 110 MB and 440 MB uncompressed) and runs each tool in a fresh process, comparing
-peak RSS. Coverage is left out: it keeps 8 bytes per distinct pair by design.
+peak RSS. Coverage is checked with a small hash budget (partitioned to temporary files).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ elif what == "subsample":
     tools.subsample(path, out, tools.SubsampleSpec(transitions=int(sys.argv[4]), rows=4))
 elif what == "combine":
     tools.combine(out, [path, path])
+elif what == "coverage":
+    tools.coverage(path, memory_budget_mb=float(sys.argv[5]))
 print(json.dumps([tracemalloc.get_traced_memory()[1] / 2**20,
                   resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))
 """
@@ -77,3 +79,19 @@ def test_peak_memory_independent_of_size(tmp_path):
         assert py_l - py_s < 16, f"{what}: numpy peak grew {py_l - py_s:.0f} MB ({peaks})"
         # whole process, including tensorstore's native caches and allocator slack
         assert rss_l - rss_s < 200, f"{what}: peak RSS grew {rss_l - rss_s:.0f} MB ({peaks})"
+
+
+@pytest.mark.slow
+def test_coverage_memory_bounded_by_budget(tmp_path):
+    """coverage with a 4 MiB hash budget partitions both vaults (64k and 256k transitions, 5
+    counters) and holds no more numpy memory for the larger one; with the default budget both
+    are counted in memory, and the larger one needs more (the contrast shows the test can fail)."""
+    sizes = {"small": 2000, "large": 8000}
+    for name, steps in sizes.items():
+        _py(MAKE, str(tmp_path / name), str(steps))
+    peaks = {(mb, name): json.loads(_py(RUN, "coverage", str(tmp_path / name), "-", "0", mb))
+             for mb in ("4", "256") for name in sizes}
+    part_growth = peaks["4", "large"][0] - peaks["4", "small"][0]
+    mem_growth = peaks["256", "large"][0] - peaks["256", "small"][0]
+    assert part_growth < 4, f"partitioned coverage: numpy peak grew {part_growth:.1f} MB ({peaks})"
+    assert mem_growth > part_growth + 4, f"in-memory growth {mem_growth:.1f} MB ({peaks})"
