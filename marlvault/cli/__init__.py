@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from marlvault.cli._errors import report
 from marlvault.errors import MarlvaultError
 
 app = typer.Typer(
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         rc = app(args=argv, standalone_mode=False, prog_name="marlvault")
         sys.exit(rc if isinstance(rc, int) else 0)
     except MarlvaultError as err:
-        typer.echo(f"error: {err}", err=True)
+        report(err)
         sys.exit(err.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

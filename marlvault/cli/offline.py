@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from marlvault.errors import MarlvaultError
+from marlvault.cli._errors import user_errors
 
 offline_app = typer.Typer(
     help="Train offline MARL (BC, IQL+CQL, QMIX+CQL) from a vault and evaluate it online.",
@@ -27,11 +27,8 @@ _HELP = ("vault=PATH and config overrides KEY=VALUE, e.g. vault=vaults/lbf.vlt s
 def _run(algo: str, overrides: list[str]) -> None:
     from marlvault.offline.train import train_offline
 
-    try:
+    with user_errors():
         s = train_offline(algo, overrides)
-    except MarlvaultError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise SystemExit(err.exit_code) from None
     typer.echo(
         f"\n{s['algorithm']} {s['env_name']}/{s['scenario']} on {s['vault']} "
         f"({s['dataset_mode']}, dataset mean return {s['dataset_return_mean']:.3f}) done:\n"

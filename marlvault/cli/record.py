@@ -7,7 +7,8 @@ import typing
 
 import typer
 
-from marlvault.errors import ConfigError, MarlvaultError
+from marlvault.cli._errors import user_errors
+from marlvault.errors import ConfigError
 
 _HELP = (
     "Roll out a saved policy (greedy, sampled or epsilon-greedy) and record complete episodes "
@@ -47,13 +48,10 @@ def record_command(
     """Record episodes of a saved policy into a vault."""
     from marlvault.record.rollout import record_policy
 
-    try:
+    with user_errors():
         cfg = parse_rollout_config(checkpoint, overrides or [])
         typer.echo(f"recording {cfg.episodes} episodes ({cfg.mode}, epsilon={cfg.epsilon:g}) ...")
         result = record_policy(cfg)
-    except MarlvaultError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise SystemExit(err.exit_code) from None
     typer.echo(
         f"vault: {result.path}\n"
         f"episodes: {result.episodes} complete, return {result.return_mean:.3f} "

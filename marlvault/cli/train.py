@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from typer.core import TyperCommand
 
-from marlvault.errors import MarlvaultError
+from marlvault.cli._errors import user_errors
 
 train_app = typer.Typer(
     help="Train an online MARL system (Anakin IPPO/MAPPO) on a JAX environment.",
@@ -36,14 +36,9 @@ def _run(overrides: list[str], extra: list[str]) -> None:
     from marlvault.online import ippo
     from marlvault.record.train import train_and_record
 
-    try:
+    with user_errors():
         cfg = config.load(ippo.Config, "ippo", [*extra, *overrides])
         result, recorded = train_and_record(cfg)
-    except MarlvaultError as err:
-        typer.echo(f"error: {err}", err=True)
-        # SystemExit, not typer.Exit: the root ``main`` runs click with standalone_mode=False,
-        # which turns typer.Exit into a return value that would be lost.
-        raise SystemExit(err.exit_code) from None
     typer.echo(
         f"\n{result.algorithm} {cfg.env.env_name}/{cfg.env.scenario} done: "
         f"final eval return {result.final_return_mean:.3f} ± {result.final_return_std:.3f} "
