@@ -138,6 +138,14 @@ def _positive(section: Any, *names: str) -> None:
             )
 
 
+def require_min(prefix: str, section: Any, *names: str, minimum: int = 1) -> None:
+    """Raise ``ConfigError`` naming ``<prefix>.<name>`` when a field is below ``minimum``."""
+    for name in names:
+        value = getattr(section, name)
+        if value < minimum:
+            raise ConfigError(f"{prefix}.{name}: expected >= {minimum}, got {value}")
+
+
 # --- introspection -------------------------------------------------------------------------------
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
@@ -379,6 +387,7 @@ __all__ = [
     "load_yaml",
     "parse_overrides",
     "preset_dir",
+    "require_min",
     "to_dict",
     "valid_keys",
 ]

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from marlvault.config import require_min
 from marlvault.errors import ConfigError
 from marlvault.networks import Actor, RecurrentQNetwork, ScannedRNN
 from marlvault.offline.common import (
@@ -60,9 +61,7 @@ class Config:
     """Gradient updates in the whole run."""
 
     def __post_init__(self) -> None:
-        for name in ("rnn_size", "seq_len", "batch_size", "num_updates"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"system.{name}: expected >= 1, got {getattr(self, name)}")
+        require_min("system", self, "rnn_size", "seq_len", "batch_size", "num_updates")
         if self.lr <= 0:
             raise ConfigError(f"system.lr: expected > 0, got {self.lr}")
 

@@ -83,9 +83,7 @@ class OfflineArchConfig:
     distribution, Boltzmann over Q-values for the Q-learners)."""
 
     def __post_init__(self) -> None:
-        for name in ("num_evaluation", "num_eval_episodes", "final_eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"arch.{name}: expected >= 1, got {getattr(self, name)}")
+        cfg.require_min("arch", self, "num_evaluation", "num_eval_episodes", "final_eval_episodes")
         if not 0.0 <= self.eval_epsilon <= 1.0:
             raise ConfigError(f"arch.eval_epsilon: expected in [0, 1], got {self.eval_epsilon}")
 
