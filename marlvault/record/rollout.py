@@ -175,7 +175,7 @@ def record_policy(cfg: RolloutConfig, *, progress=None) -> RolloutResult:
                                to_batch=lambda t: trajectory_to_batch(t, env.spec, extras))  # fmt: skip
     key, k_reset = jax.random.split(jax.random.PRNGKey(cfg.seed))
     vstate, ts = vec.reset(k_reset)
-    done_so_far, returns = 0, []
+    done_so_far = 0
     try:
         while done_so_far < cfg.episodes:
             vstate, ts, key, traj = chunk(vstate, ts, key)
