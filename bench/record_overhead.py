@@ -32,8 +32,8 @@ import numpy as np
 
 from marlvault import config
 from marlvault.online import ippo
-from marlvault.record.schema import trajectory_to_batch
 from marlvault.record.session import TrainingRecorder
+from marlvault.schema import trajectory_to_batch
 
 
 def _config(num_envs: int, upc: int, calls: int, path: str) -> ippo.Config:

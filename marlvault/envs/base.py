@@ -33,7 +33,7 @@ class EnvSpec:
     obs_dim: int
     """O, per-agent observation size (flattened)."""
     action_dim: int
-    """A, number of discrete actions per agent."""
+    """A, number of discrete actions per agent (continuous: size of each agent's action)."""
     state_dim: int
     """S, global state size; 0 when the environment has no global state. For envs without a
     global state of their own (rware, lbf) the adapters emit the concatenation of all agents'
@@ -42,6 +42,10 @@ class EnvSpec:
     """Episode length at which an episode is truncated."""
     has_win: bool = False
     """Whether episode metrics include a win flag."""
+    continuous: bool = False
+    """Actions are ``[N, A]`` float32 vectors instead of ``[N]`` int32 indices (no legal mask)."""
+    state_per_agent: bool = False
+    """The global state is ``[N, S]`` (each agent's own view) instead of ``[S]``."""
 
     @property
     def has_state(self) -> bool:

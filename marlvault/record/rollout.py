@@ -26,8 +26,8 @@ from marlvault.envs.vec import VecEnv, VecState
 from marlvault.errors import ConfigError
 from marlvault.networks import MaskedCategorical
 from marlvault.record.recorder import Recorder, RecordStats
-from marlvault.record.schema import check_extras, example_batch, trajectory_to_batch
 from marlvault.record.session import run_metadata
+from marlvault.schema import check_extras, example_batch, trajectory_to_batch
 
 Array = jax.Array
 MODES = ("greedy", "sampled")

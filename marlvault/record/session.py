@@ -20,7 +20,7 @@ from marlvault import __version__
 from marlvault.config import RecordConfig, to_dict
 from marlvault.envs.base import EnvSpec
 from marlvault.record.recorder import Recorder, RecordStats
-from marlvault.record.schema import KEY_MEANINGS, check_extras, example_batch, trajectory_to_batch
+from marlvault.schema import check_extras, example_batch, meanings, trajectory_to_batch
 
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "jumanji", "tensorstore", "numpy")
 
@@ -86,9 +86,6 @@ def package_versions() -> dict[str, str]:
 
 def run_metadata(config: Any, spec: EnvSpec, extras: tuple[str, ...], source: str) -> dict:
     """The ``"marlvault"`` metadata section of a recorded vault."""
-    keys = ["observations", "actions", "rewards", "terminals", "truncations", "infos.legals"]
-    keys += ["infos.state"] if spec.has_state else []
-    keys += [f"infos.{e}" for e in extras]
     return {
         "marlvault": {
             "env_name": spec.env_name,
@@ -101,7 +98,7 @@ def run_metadata(config: Any, spec: EnvSpec, extras: tuple[str, ...], source: st
             "seed": getattr(getattr(config, "arch", None), "seed", None),
             "source": source,
             "config": to_dict(config),
-            "schema": {k: KEY_MEANINGS[k] for k in keys},
+            "schema": meanings(spec, extras),
             "axis_order": "[row, time, agent, ...]; row = environment, time continuous",
             "versions": package_versions(),
         }
