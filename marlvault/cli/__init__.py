@@ -38,8 +38,21 @@ def _register() -> None:
 _register()
 
 
+def _click_exception() -> type[Exception]:
+    """The ``ClickException`` class of the click that typer runs on.
+
+    typer ≥ 0.29 carries its own copy of click, whose exceptions are not ``click``'s; found
+    through typer's public ``BadParameter`` so that both layouts work.
+    """
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script."""
+    """Entry point of the console script.
+
+    Exit codes: 0 success, 2 usage error (click's one-line usage message), 130 Ctrl-C, and each
+    :class:`MarlvaultError` subclass its own code (``marlvault.errors``).
+    """
     try:
         # With standalone_mode=False click *returns* the code of a ``typer.Exit`` instead of
         # raising it; pass it on.
@@ -53,14 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-
+    except _click_exception() as exc:  # usage errors: unknown command, flag or value
+        exc.show()
+        sys.exit(exc.exit_code)
 
 if __name__ == "__main__":
     main()
