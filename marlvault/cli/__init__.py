@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from marlvault.cli._errors import report
+from marlvault.cli._errors import ErrorsGroup, report
 from marlvault.errors import MarlvaultError
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=ErrorsGroup,
 )
 
 

@@ -7,7 +7,6 @@ import typing
 
 import typer
 
-from marlvault.cli._errors import user_errors
 from marlvault.cli._help import keys_help_command
 from marlvault.errors import ConfigError
 
@@ -45,10 +44,9 @@ def record_command(
     """Record episodes of a saved policy into a vault."""
     from marlvault.record.rollout import record_policy
 
-    with user_errors():
-        cfg = parse_rollout_config(checkpoint, overrides or [])
-        typer.echo(f"recording {cfg.episodes} episodes ({cfg.mode}, epsilon={cfg.epsilon:g}) ...")
-        result = record_policy(cfg)
+    cfg = parse_rollout_config(checkpoint, overrides or [])
+    typer.echo(f"recording {cfg.episodes} episodes ({cfg.mode}, epsilon={cfg.epsilon:g}) ...")
+    result = record_policy(cfg)
     typer.echo(
         f"vault: {result.path}\n"
         f"episodes: {result.episodes} complete, return {result.return_mean:.3f} "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from marlvault.cli._errors import user_errors
 from marlvault.cli._help import keys_help_command
 
 train_app = typer.Typer(
@@ -33,9 +32,8 @@ def _run(overrides: list[str], extra: list[str]) -> None:
     from marlvault.online import ippo
     from marlvault.record.train import train_and_record
 
-    with user_errors():
-        cfg = config.load(ippo.Config, "ippo", [*extra, *overrides])
-        result, recorded = train_and_record(cfg)
+    cfg = config.load(ippo.Config, "ippo", [*extra, *overrides])
+    result, recorded = train_and_record(cfg)
     typer.echo(
         f"\n{result.algorithm} {cfg.env.env_name}/{cfg.env.scenario} done: "
         f"final eval return {result.final_return_mean:.3f} ± {result.final_return_std:.3f} "

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from marlvault.cli import main
+from marlvault.cli import app, main
 
 SCRIPT = Path(sys.executable).parent / "marlvault"
 
@@ -50,3 +51,26 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0 and "Usage: marlvault" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["envs", "info", "nosuch", "x"], 3, "unknown environment 'nosuch'"),
+        (["vault", "info", "/nonexistent/v.vlt/x"], 11, "/nonexistent/v.vlt/x: expected a vault"),
+        (["vault", "returns", "/nonexistent/v.vlt/x"], 11, "expected a vault"),
+        (["record", "/nonexistent/ckpt"], None, "/nonexistent/ckpt"),
+        (["train", "ippo", "arch.num_envs=0"], 2, "arch.num_envs: expected >= 1, found 0"),
+    ],
+)
+def test_every_group_reports_marlvault_errors_in_one_line(args, code, needle) -> None:
+    """Through the app object (as CliRunner users see it): one ``error:`` line, the class's code."""
+    result = CliRunner().invoke(app, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    if code is not None:
+        assert result.exit_code == code, result.output
+    else:
+        assert result.exit_code not in (0, 1), result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("error: ")]
+    assert needle in line
+    assert "Traceback" not in result.output
