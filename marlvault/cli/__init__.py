@@ -23,17 +23,11 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    """Attach every command group. Imported lazily so ``--help`` stays fast."""
+    """Attach every command group (each imports its library code only when a command runs)."""
     import importlib
 
     for module in ("train", "envs", "vault", "record", "offline"):
-        try:
-            mod = importlib.import_module(f"marlvault.cli.{module}")
-        except ModuleNotFoundError as err:  # a group not built yet
-            if err.name == f"marlvault.cli.{module}":
-                continue
-            raise
-        mod.register(app)
+        importlib.import_module(f"marlvault.cli.{module}").register(app)
 
 
 _register()
