@@ -124,9 +124,8 @@ def test_cli_envs_table():
 
 def test_cli_envs_unknown_env_fails():
     result = CliRunner().invoke(app, ["envs", "--env", "nope"])
-    assert result.exit_code != 0
-    assert isinstance(result.exception, EnvNotFoundError)
-    assert "rware" in str(result.exception)
+    assert result.exit_code == EnvNotFoundError.exit_code
+    assert result.output.startswith("error: unknown environment 'nope'") and "rware" in result.output
 
 
 def test_cli_envs_info():

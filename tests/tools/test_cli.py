@@ -46,11 +46,11 @@ def test_subsample_and_combine(vault_path, fbx_path, tmp_path):
     out = _ok(["combine", str(tmp_path / "comb"), vault_path, dst])
     assert "wrote 5 rows from 2 vaults" in out
     bad = runner.invoke(app, ["vault", "combine", str(tmp_path / "x"), vault_path, fbx_path])
-    assert isinstance(bad.exception, SchemaMismatchError)
-    assert "infos.update" in str(bad.exception)
+    assert bad.exit_code == SchemaMismatchError.exit_code and "error: " in bad.output
+    assert "infos.update" in bad.output
     bad = runner.invoke(app, ["vault", "subsample", vault_path, str(tmp_path / "y"),
                               "--episodes", "2", "--transitions", "9"])
-    assert isinstance(bad.exception, ConfigError)
+    assert bad.exit_code == ConfigError.exit_code and "error: " in bad.output
 
 
 def test_coverage_and_card(vault_path, tmp_path):

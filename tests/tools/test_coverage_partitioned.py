@@ -111,4 +111,4 @@ def test_cli_memory_mb_and_tmp_dir(tmp_path, vault_path):
     assert "counted in 16 hash partitions" in text.output
     bad = runner.invoke(app, [*args, "--memory-mb", str(TINY_MB),
                               "--tmp-dir", str(tmp_path / "missing")])
-    assert isinstance(bad.exception, ConfigError) and "missing" in str(bad.exception)
+    assert bad.exit_code == ConfigError.exit_code and "missing" in bad.output

@@ -8,6 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from marlvault.cli import app
+from marlvault.errors import VaultNotFoundError
 from marlvault.vault import Vault
 
 from .helpers import make_batch
@@ -69,5 +70,5 @@ def test_verify_ok_and_detects_bad_episode_index(tmp_path):
 
 def test_info_not_a_vault(tmp_path):
     result = runner.invoke(app, ["vault", "info", str(tmp_path / "missing")])
-    assert result.exit_code != 0
-    assert "expected a vault" in str(result.exception)
+    assert result.exit_code == VaultNotFoundError.exit_code
+    assert "expected a vault" in result.output
