@@ -42,18 +42,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from marlvault.errors import ConfigError, DatasetError
+from marlvault.schema import (
+    ACTIONS,
+    LEGALS,
+    NEXT_LEGALS,
+    NEXT_OBS,
+    NEXT_STATE,
+    OBS,
+    REQUIRED,
+    REWARDS,
+    STATE,
+    TERMINALS,
+    TRUNCATIONS,
+)
 
-KEY_OBS = "observations"
-KEY_ACTIONS = "actions"
-KEY_REWARDS = "rewards"
-KEY_TERMINALS = "terminals"
-KEY_TRUNCATIONS = "truncations"
-KEY_LEGALS = "infos.legals"
-KEY_STATE = "infos.state"
-KEY_NEXT_OBS = "infos.next_obs"
-KEY_NEXT_STATE = "infos.next_state"
-KEY_NEXT_LEGALS = "infos.next_legals"
-REQUIRED_KEYS = (KEY_OBS, KEY_ACTIONS, KEY_REWARDS, KEY_TERMINALS)
 MODES = ("auto", "memory", "stream")
 
 
@@ -161,39 +163,6 @@ class SequenceBatch(NamedTuple):
     target_mask: Any  # [L, K] float32, 1 where the step's TD target is known
 
 
-class Transition(NamedTuple):
-    """A batch of single steps (o, a, r, o', terminal, truncated, legal, legal', s, s')."""
-
-    obs: Any  # [K, N, O'] float32
-    actions: Any  # [K, N] int32
-    rewards: Any  # [K, N] float32
-    next_obs: Any  # [K, N, O'] float32
-    terminal: Any  # [K] float32
-    truncated: Any  # [K] float32
-    legal: Any  # [K, N, A] float32
-    next_legal: Any  # [K, N, A] float32
-    state: Any  # [K, S] float32
-    next_state: Any  # [K, S] float32
-    target_mask: Any  # [K] float32
-
-
-def as_transitions(batch: SequenceBatch) -> Transition:
-    """Views the first step of each window as a transition batch (``L`` may be anything)."""
-    return Transition(
-        obs=batch.obs[0],
-        actions=batch.actions[0],
-        rewards=batch.rewards[0],
-        next_obs=batch.obs[1],
-        terminal=batch.terminal[0],
-        truncated=batch.truncated[0],
-        legal=batch.legal[0],
-        next_legal=batch.legal[1],
-        state=batch.state[0],
-        next_state=batch.state[1],
-        target_mask=batch.target_mask[0],
-    )
-
-
 # --- reading vault pytrees -----------------------------------------------------------------------
 def _leaf(tree: Any, dotted: str) -> Any:
     """The leaf at ``a.b.c`` of a nested dict (or None)."""
@@ -222,27 +191,27 @@ def spec_from_tree(
     tree: Any, path: str, num_steps: int, add_agent_ids: bool, need_state: bool = False
 ) -> DataSpec:
     """Checks a vault pytree (``[B, T, ...]`` leaves) and describes it."""
-    for key in REQUIRED_KEYS:
+    for key in REQUIRED:
         if _leaf(tree, key) is None:
             raise DatasetError(
-                f"{path}: missing key '{key}'; expected the OG-MARL schema ({', '.join(REQUIRED_KEYS)}"
+                f"{path}: missing key '{key}'; expected the OG-MARL schema ({', '.join(REQUIRED)}"
                 ", optional truncations, infos.legals, infos.state); record or convert the vault "
                 "with that layout"
             )
-    obs = _leaf(tree, KEY_OBS)
+    obs = _leaf(tree, OBS)
     if obs.ndim != 4:
         raise DatasetError(
-            f"{path}: '{KEY_OBS}' expected shape (B, T, N, O), got {obs.shape}; flatten "
+            f"{path}: '{OBS}' expected shape (B, T, N, O), got {obs.shape}; flatten "
             "observations per agent before recording"
         )
-    legals, state = _leaf(tree, KEY_LEGALS), _leaf(tree, KEY_STATE)
+    legals, state = _leaf(tree, LEGALS), _leaf(tree, STATE)
     if legals is not None:
         action_dim = int(legals.shape[-1])
     else:
-        action_dim = int(np.max(_leaf(tree, KEY_ACTIONS), initial=0)) + 1
+        action_dim = int(np.max(_leaf(tree, ACTIONS), initial=0)) + 1
     if need_state and state is None:
         raise DatasetError(
-            f"{path}: QMIX needs the global state '{KEY_STATE}' (B, T, S), but the vault has "
+            f"{path}: QMIX needs the global state '{STATE}' (B, T, S), but the vault has "
             "none; record with an environment that provides a state, or use iql-cql"
         )
     return DataSpec(
@@ -253,27 +222,27 @@ def spec_from_tree(
         action_dim=action_dim,
         state_dim=0 if state is None else int(np.prod(state.shape[2:])),
         has_legals=legals is not None,
-        has_next_obs=_leaf(tree, KEY_NEXT_OBS) is not None,
+        has_next_obs=_leaf(tree, NEXT_OBS) is not None,
         add_agent_ids=add_agent_ids,
-        bootstrap_truncations=_leaf(tree, KEY_NEXT_OBS) is not None
-        and (not need_state or _leaf(tree, KEY_NEXT_STATE) is not None),
+        bootstrap_truncations=_leaf(tree, NEXT_OBS) is not None
+        and (not need_state or _leaf(tree, NEXT_STATE) is not None),
     )
 
 
 def steps_from_tree(tree: Any, spec: DataSpec, path: str = "<vault>") -> StepArrays:
     """Converts a vault pytree block (``[B, T', ...]`` numpy) to :class:`StepArrays`."""
-    obs = np.asarray(_leaf(tree, KEY_OBS), dtype=np.float32)
+    obs = np.asarray(_leaf(tree, OBS), dtype=np.float32)
     b, t = obs.shape[:2]
     shape = (b, t)
-    terminal = _team_flag(_leaf(tree, KEY_TERMINALS), path, KEY_TERMINALS, shape)
-    trunc = _leaf(tree, KEY_TRUNCATIONS)
+    terminal = _team_flag(_leaf(tree, TERMINALS), path, TERMINALS, shape)
+    trunc = _leaf(tree, TRUNCATIONS)
     truncated = np.zeros(shape, np.float32) if trunc is None else _team_flag(
-        trunc, path, KEY_TRUNCATIONS, shape)
+        trunc, path, TRUNCATIONS, shape)
     truncated = truncated * (1.0 - terminal)  # a step that terminates is never "cut"
-    legals = _leaf(tree, KEY_LEGALS)
+    legals = _leaf(tree, LEGALS)
     if legals is None:
         legals = np.ones((b, t, spec.num_agents, spec.action_dim), np.float32)
-    state = _leaf(tree, KEY_STATE)
+    state = _leaf(tree, STATE)
     state = np.zeros((b, t, 0), np.float32) if state is None else np.asarray(
         state, np.float32).reshape(b, t, -1)
 
@@ -283,15 +252,15 @@ def steps_from_tree(tree: Any, spec: DataSpec, path: str = "<vault>") -> StepArr
 
     return StepArrays(
         obs=obs,
-        actions=np.asarray(_leaf(tree, KEY_ACTIONS)).astype(np.int32).reshape(b, t, -1),
-        rewards=np.asarray(_leaf(tree, KEY_REWARDS), np.float32).reshape(b, t, -1),
+        actions=np.asarray(_leaf(tree, ACTIONS)).astype(np.int32).reshape(b, t, -1),
+        rewards=np.asarray(_leaf(tree, REWARDS), np.float32).reshape(b, t, -1),
         terminal=terminal,
         truncated=truncated,
         legal=np.asarray(legals, np.float32),
         state=state,
-        next_obs=optional(KEY_NEXT_OBS, obs.shape[2:]),
-        next_state=optional(KEY_NEXT_STATE, state.shape[2:]) if spec.has_state else None,
-        next_legal=optional(KEY_NEXT_LEGALS, (spec.num_agents, spec.action_dim)),
+        next_obs=optional(NEXT_OBS, obs.shape[2:]),
+        next_state=optional(NEXT_STATE, state.shape[2:]) if spec.has_state else None,
+        next_legal=optional(NEXT_LEGALS, (spec.num_agents, spec.action_dim)),
         present=np.ones(shape, np.float32),
     )
 

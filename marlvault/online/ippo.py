@@ -43,8 +43,11 @@ from marlvault.errors import ConfigError
 from marlvault.networks import Actor, Critic, MaskedCategorical
 from marlvault.online import anakin
 from marlvault.online.anakin import REPLICATED, SHARDED
+from marlvault.optim import linear_decay, make_optimiser
 
 P = jax.sharding.PartitionSpec
+PPO_ADAM_EPS = 1e-5
+"""Adam epsilon of the PPO optimisers (as in PureJaxRL and Mava)."""
 
 
 # --- config --------------------------------------------------------------------------------------
@@ -356,14 +359,17 @@ def make_networks(spec: EnvSpec, config: Config) -> Networks:
     )
 
 
-def make_optimiser(config: Config) -> optax.GradientTransformation:
-    """Global-norm clipping then Adam (eps 1e-5), optionally with a linearly decaying rate."""
+def learning_rate(config: Config) -> float | optax.Schedule:
+    """``system.lr``, or with ``decay_lr`` a linear decay to 0 over all minibatch steps."""
     system = config.system
-    lr: float | optax.Schedule = system.lr
-    if system.decay_lr:
-        steps = config.num_updates * system.ppo_epochs * system.num_minibatches
-        lr = optax.linear_schedule(system.lr, 0.0, steps)
-    return optax.chain(optax.clip_by_global_norm(system.max_grad_norm), optax.adam(lr, eps=1e-5))
+    if not system.decay_lr:
+        return system.lr
+    return linear_decay(system.lr, config.num_updates * system.ppo_epochs * system.num_minibatches)
+
+
+def _optimiser(config: Config) -> optax.GradientTransformation:
+    """The one optimiser factory with PPO's Adam eps (1e-5)."""
+    return make_optimiser(learning_rate(config), config.system.max_grad_norm, eps=PPO_ADAM_EPS)
 
 
 def _final_state(spec: EnvSpec, final_obs: Array, state: Array) -> Array:
@@ -446,7 +452,7 @@ def make_update_step(
     Must run inside :func:`anakin.shard_jit` (it uses ``pmean`` over the env axis).
     """
     system = config.system
-    opt = make_optimiser(config)
+    opt = _optimiser(config)
     rollout = make_rollout(vec, nets, config)
     t, m = system.rollout_length, system.num_minibatches
 
@@ -558,7 +564,7 @@ def make_train(
 
 
 def _make_init(vec: VecEnv, nets: Networks, config: Config, mesh) -> Callable:
-    opt = make_optimiser(config)
+    opt = _optimiser(config)
 
     @jax.jit
     def init_global(key: Array) -> LearnerState:

@@ -31,7 +31,7 @@ def graceful_stop() -> Iterator[StopFlag]:
         yield flag
         return
 
-    def handler(signum: int, frame) -> None:  # noqa: ARG001 - signal API
+    def handler(signum: int, frame) -> None:  # signal API
         if flag.signal is not None:
             raise KeyboardInterrupt
         flag.signal = signum
