@@ -24,7 +24,7 @@ import numpy as np
 
 from marlvault.envs.registry import make_env
 from marlvault.logging import RunInfo
-from marlvault.online import anakin, ippo
+from marlvault.online import anakin, ippo, losses
 from marlvault.online.evaluate import make_evaluator
 from marlvault.run import RunSession
 
@@ -75,7 +75,7 @@ def make_policy(learner: ippo.Learner) -> Callable[[Any, jax.Array], jax.Array]:
     system = learner.config.system
 
     def policy(actor_params: Any, obs: jax.Array) -> jax.Array:
-        return learner.nets.actor.apply(actor_params, ippo.actor_input(obs, system))
+        return learner.nets.actor.apply(actor_params, losses.actor_input(obs, system))
 
     return policy
 
