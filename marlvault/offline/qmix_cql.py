@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from marlvault.errors import ConfigError, DatasetError
 from marlvault.networks import GRUActionNetwork
-from marlvault.offline import iql_cql
+from marlvault.offline import iql_cql, value
 from marlvault.offline.common import (
     Algorithm,
     AlgorithmEntry,
@@ -33,15 +33,7 @@ from marlvault.offline.common import (
     masked_mean,
 )
 from marlvault.offline.dataset import DataSpec, SequenceBatch
-from marlvault.offline.value import (
-    TrainState,
-    cql_penalty,
-    double_q_next,
-    polyak,
-    q_algorithm,
-    q_network,
-    q_sequence,
-)
+from marlvault.offline.value import TrainState
 from marlvault.optim import make_optimiser
 
 Array = jax.Array
@@ -92,15 +84,16 @@ class Nets(NamedTuple):
 def qmix_cql_loss(nets: Nets, params: Any, target_params: Any, batch: SequenceBatch,
                   config: Config) -> tuple[Array, dict]:
     """QMIX+CQL loss of one batch of windows (time-major, ``state`` [L+1, K, S])."""
-    q_all = q_sequence(nets.agent, params["agent"], batch.obs, config.rnn_size)
-    q_target_all = q_sequence(nets.agent, target_params["agent"], batch.obs, config.rnn_size)
+    q_all = value.q_sequence(nets.agent, params["agent"], batch.obs, config.rnn_size)
+    q_target_all = value.q_sequence(nets.agent, target_params["agent"], batch.obs,
+                                    config.rnn_size)
     q_a = jnp.take_along_axis(q_all[:-1], batch.actions[..., None], axis=-1)[..., 0]
-    v_next = double_q_next(q_all[1:], q_target_all[1:], batch.legal[1:])  # [L, K, N]
+    v_next = value.double_q_next(q_all[1:], q_target_all[1:], batch.legal[1:])  # [L, K, N]
     q_tot = nets.mixer.apply(params["mixer"], q_a, batch.state[:-1])  # [L, K]
     v_tot = nets.mixer.apply(target_params["mixer"], v_next, batch.state[1:])
     y = batch.rewards.mean(axis=-1) + config.gamma * (1.0 - batch.terminal) * v_tot
     td = masked_mean(jnp.square(q_tot - jax.lax.stop_gradient(y)), batch.target_mask)
-    cql = masked_mean(cql_penalty(q_all[:-1], batch.legal[:-1], batch.actions),
+    cql = masked_mean(value.cql_penalty(q_all[:-1], batch.legal[:-1], batch.actions),
                       batch.mask[..., None])
     loss = td + config.cql_weight * cql
     return loss, {"loss": loss, "td_loss": td, "cql_loss": cql,
@@ -113,7 +106,8 @@ def _nets(config: Config, spec: DataSpec) -> Nets:
             "qmix-cql needs the global state 'infos.state' (B, T, S) in the vault, found none; "
             "record with an environment that provides a state, or train iql-cql instead"
         )
-    return Nets(q_network(config, spec), QMixer(spec.num_agents, config.mixer_embed, config.hyper_hidden))
+    return Nets(value.q_network(config, spec),
+                QMixer(spec.num_agents, config.mixer_embed, config.hyper_hidden))
 
 
 def make_update_step(config: Config, spec: DataSpec):
@@ -125,7 +119,7 @@ def make_update_step(config: Config, spec: DataSpec):
             return qmix_cql_loss(nets, params, state.target_params, batch, config)
 
         params, opt_state, metrics = gradient_step(tx, loss_fn, state.params, state.opt_state)
-        target = polyak(state.target_params, params, config.tau)
+        target = value.polyak(state.target_params, params, config.tau)
         return TrainState(params, target, opt_state, state.step + 1), metrics
 
     return update
@@ -155,7 +149,7 @@ def data_needs(config: Config) -> DataNeeds:
 def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
     """The QMIX+CQL bundle the offline trainer runs (acting uses the agent network only)."""
     _nets(config, spec)
-    return q_algorithm("qmix-cql", config, spec, make_init(config, spec),
+    return value.q_algorithm("qmix-cql", config, spec, make_init(config, spec),
                        make_update_step(config, spec), lambda state: state.params["agent"])
 
 

@@ -36,7 +36,9 @@ from marlvault.offline.dataset import DatasetConfig, OfflineDataset
 from marlvault.offline.evaluate import make_evaluator
 from marlvault.run import RunSession
 
-ALGORITHMS: dict[str, AlgorithmEntry] = {e.name: e for e in (bc.ENTRY, iql_cql.ENTRY, qmix_cql.ENTRY)}
+ALGORITHMS: dict[str, AlgorithmEntry] = {
+    e.name: e for e in (bc.ENTRY, iql_cql.ENTRY, qmix_cql.ENTRY)
+}
 """The registry: a new algorithm is one module ending in ``ENTRY = AlgorithmEntry(...)``, listed
 here."""
 
