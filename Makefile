@@ -4,21 +4,23 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench clean lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e ".[dev]"
+LOCK := requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK) | $(PY)
+	$(PY) -m pip install -q -c $(LOCK) -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m marlvault.demo
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
@@ -32,3 +34,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo_out
+
+# Re-resolve the newest versions allowed by pyproject.toml in a scratch venv and pin them.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q --upgrade pip
+	.venv-lock/bin/python -m pip install -q -e ".[dev]"
+	{ head -3 $(LOCK); .venv-lock/bin/python -m pip freeze --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .venv-lock

@@ -2,11 +2,13 @@
 
 Three stages around one storage format::
 
-    online (JAX envs, Anakin IPPO/MAPPO) --record--> vault (tensorstore) --load--> offline
-                                                                     (BC, IQL+CQL, QMIX+CQL)
+    online (JAX envs, Anakin IPPO/MAPPO) --record--> vault (tensorstore) --load--> offline (BC,
+    IQL+CQL, QMIX+CQL)
 
-plus tools over vaults (returns and plots, subsample, combine, coverage, cards) and the
-``marlvault`` command. Online and offline runs share one host run skeleton (:mod:`marlvault.run`).
+plus tools over vaults (returns and plots, subsample, combine, coverage, cards). The recording
+schema is :mod:`marlvault.schema`; the vault API :mod:`marlvault.vault`; the host run skeleton
+online and offline runs share :mod:`marlvault.run`; the command line :mod:`marlvault.cli`. See
+``docs/`` for the format, recording, tools and offline.
 """
 
 __version__ = "0.1.0"

@@ -102,9 +102,17 @@ def test_from_dict_rejects_unknown_key():
         config.from_dict(Config, {"arch": {"num_env": 3}})
 
 
-def test_record_section_placeholder_defaults():
-    rec = Config().record
-    assert rec.path is None and rec.every_k_updates == 1 and rec.stop_step is None
+@pytest.mark.parametrize(
+    ("override", "found"),
+    [("record.every_k_updates=0", "found 0"), ("arch.num_envs=-1", "found -1"),
+     ("system.num_minibatches=3", "found 3"), ("network.actor_hidden=0", "found (0,)")],
+)
+def test_require_message_names_key_expected_found_and_fix(override, found):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as err:
+        config.load(Config, "ippo", [override])
+    msg = str(err.value)
+    assert msg.startswith(f"{key}: expected ") and found in msg and f"fix: e.g. {key}=" in msg
 
 
 def test_env_presets_are_valid():
@@ -114,7 +122,13 @@ def test_env_presets_are_valid():
         assert cfg.env.scenario == scenario
 
 
-def test_describe_keys_covers_every_key():
-    keys = [k for k, _, _ in config.describe_keys(Config)]
-    assert keys == config.valid_keys(Config)
-    assert "system.centralised_critic" in keys
+def test_describe_keys_covers_every_key_with_type_default_and_meaning():
+    rows = config.describe_keys(Config)
+    assert [r.key for r in rows] == config.valid_keys(Config)
+    by_key = {r.key: r for r in rows}
+    lr = by_key["system.lr"]
+    assert (lr.type, lr.default) == ("float", str(Config().system.lr))
+    assert lr.doc.startswith("Adam learning rate")
+    assert all(r.doc for r in rows), [r.key for r in rows if not r.doc]
+    # a docstring over several lines is joined into one
+    assert "updates per jitted call" in by_key["arch.num_evaluation"].doc

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from marlvault.cli._errors import report
+from marlvault.cli._errors import ErrorsGroup, report
 from marlvault.errors import MarlvaultError
 
 app = typer.Typer(
@@ -18,28 +18,36 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=ErrorsGroup,
 )
 
 
 def _register() -> None:
-    """Attach every command group. Imported lazily so ``--help`` stays fast."""
+    """Attach every command group (each imports its library code only when a command runs)."""
     import importlib
 
     for module in ("train", "envs", "vault", "record", "offline"):
-        try:
-            mod = importlib.import_module(f"marlvault.cli.{module}")
-        except ModuleNotFoundError as err:  # a group not built yet
-            if err.name == f"marlvault.cli.{module}":
-                continue
-            raise
-        mod.register(app)
+        importlib.import_module(f"marlvault.cli.{module}").register(app)
 
 
 _register()
 
 
+def _click_exception() -> type[Exception]:
+    """The ``ClickException`` class of the click that typer runs on.
+
+    typer ≥ 0.29 carries its own copy of click, whose exceptions are not ``click``'s; found
+    through typer's public ``BadParameter`` so that both layouts work.
+    """
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script."""
+    """Entry point of the console script.
+
+    Exit codes: 0 success, 2 usage error (click's one-line usage message), 130 Ctrl-C, and each
+    :class:`MarlvaultError` subclass its own code (``marlvault.errors``).
+    """
     try:
         # With standalone_mode=False click *returns* the code of a ``typer.Exit`` instead of
         # raising it; pass it on.
@@ -53,14 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-
+    except _click_exception() as exc:  # usage errors: unknown command, flag or value
+        exc.show()
+        sys.exit(exc.exit_code)
 
 if __name__ == "__main__":
     main()

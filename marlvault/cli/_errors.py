@@ -1,4 +1,9 @@
-"""One place that turns a :class:`MarlvaultError` into a one-line message and its exit code."""
+"""One place that turns a :class:`MarlvaultError` into a one-line message and its exit code.
+
+The root command's group class (:class:`ErrorsGroup`) wraps the invocation of every subcommand
+of every group, so no command needs its own handler, and ``CliRunner`` tests see the same exit
+codes as the console script.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
+from typer.core import TyperGroup
 
 from marlvault.errors import MarlvaultError
 
@@ -27,3 +33,11 @@ def user_errors() -> Iterator[None]:
     except MarlvaultError as err:
         report(err)
         raise SystemExit(err.exit_code) from None
+
+
+class ErrorsGroup(TyperGroup):
+    """The root group: every :class:`MarlvaultError` raised below it becomes one line + its code."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        with user_errors():
+            return super().invoke(ctx)

@@ -7,17 +7,13 @@ import typing
 
 import typer
 
-from marlvault.cli._errors import user_errors
+from marlvault.cli._help import keys_help_command
 from marlvault.errors import ConfigError
 
 _HELP = (
     "Roll out a saved policy (greedy, sampled or epsilon-greedy) and record complete episodes "
     "into a vault: the way published offline MARL datasets are made. Checkpoints from one "
     "training run (results/<run>/checkpoints/best, last) give datasets of different quality.\n\n"
-    "Keys: episodes=N (default 100), epsilon=P (random legal action with probability P), "
-    "mode=greedy|sampled, path=VAULT (default vaults/<env>/<scenario>.vlt/<tag>-<mode>-eps<P>), "
-    "env=NAME scenario=NAME (default: the checkpoint's), num_envs=B (vault rows; default the "
-    "largest divisor of episodes <= 32), chunk_steps=T, seed=S, extras=log_prob,next_obs.\n\n"
     "Example: marlvault record results/ippo_rware_tiny-2ag_seed42/checkpoints/best "
     "episodes=200 epsilon=0.05 path=vaults/rware/tiny-2ag.vlt/Good"
 )
@@ -48,10 +44,9 @@ def record_command(
     """Record episodes of a saved policy into a vault."""
     from marlvault.record.rollout import record_policy
 
-    with user_errors():
-        cfg = parse_rollout_config(checkpoint, overrides or [])
-        typer.echo(f"recording {cfg.episodes} episodes ({cfg.mode}, epsilon={cfg.epsilon:g}) ...")
-        result = record_policy(cfg)
+    cfg = parse_rollout_config(checkpoint, overrides or [])
+    typer.echo(f"recording {cfg.episodes} episodes ({cfg.mode}, epsilon={cfg.epsilon:g}) ...")
+    result = record_policy(cfg)
     typer.echo(
         f"vault: {result.path}\n"
         f"episodes: {result.episodes} complete, return {result.return_mean:.3f} "
@@ -63,4 +58,13 @@ def record_command(
 
 def register(app: typer.Typer) -> None:
     short = "Roll out a saved policy into a vault (make an offline dataset)."
-    app.command("record", help=_HELP, short_help=short)(record_command)
+    app.command("record", help=_HELP, short_help=short, cls=keys_help_command(_keys_help))(
+        record_command
+    )
+
+
+def _keys_help() -> str:
+    from marlvault.config import keys_table
+    from marlvault.record.rollout import RolloutConfig
+
+    return keys_table(RolloutConfig, skip=("checkpoint",))

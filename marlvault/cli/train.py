@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typer
-from typer.core import TyperCommand
 
-from marlvault.cli._errors import user_errors
+from marlvault.cli._help import keys_help_command
 
 train_app = typer.Typer(
     help="Train an online MARL system (Anakin IPPO/MAPPO) on a JAX environment.",
@@ -19,15 +18,12 @@ _OVERRIDES_HELP = (
 
 
 def _keys_help() -> str:
-    from marlvault.config import describe_keys, env_presets
+    from marlvault.config import env_presets, keys_table
     from marlvault.online.ippo import Config
 
-    rows = "\n\n".join(f"{key} ({tp}, default {default})" for key, tp, default in
-                       describe_keys(Config))  # fmt: skip
     return (
-        "Keys (KEY=VALUE; numbers like 2e6 are accepted for integers, lists as 128,128):"
-        f"\n\nenv=NAME and scenario=NAME are shortcuts for env.env_name and env.scenario."
-        f"\n\n{rows}\n\nEnvironment presets: {', '.join(env_presets())}"
+        "  env=NAME and scenario=NAME are shortcuts for env.env_name and env.scenario.\n"
+        f"{keys_table(Config)}\n\nEnvironment presets: {', '.join(env_presets())}"
     )
 
 
@@ -36,9 +32,8 @@ def _run(overrides: list[str], extra: list[str]) -> None:
     from marlvault.online import ippo
     from marlvault.record.train import train_and_record
 
-    with user_errors():
-        cfg = config.load(ippo.Config, "ippo", [*extra, *overrides])
-        result, recorded = train_and_record(cfg)
+    cfg = config.load(ippo.Config, "ippo", [*extra, *overrides])
+    result, recorded = train_and_record(cfg)
     typer.echo(
         f"\n{result.algorithm} {cfg.env.env_name}/{cfg.env.scenario} done: "
         f"final eval return {result.final_return_mean:.3f} ± {result.final_return_std:.3f} "
@@ -83,21 +78,8 @@ def mappo_command(
     _run(overrides or [], ["system.centralised_critic=true"])
 
 
-class _KeysHelpCommand(TyperCommand):
-    """A command whose ``--help`` ends with the config keys (built only when asked, so that
-    importing the CLI does not import JAX)."""
-
-    @property
-    def epilog(self) -> str:  # type: ignore[override]
-        return _keys_help()
-
-    @epilog.setter
-    def epilog(self, value: str | None) -> None:
-        del value
-
-
 def register(app: typer.Typer) -> None:
     """Attach ``train`` to the root command."""
-    train_app.command("ippo", cls=_KeysHelpCommand)(ippo_command)
-    train_app.command("mappo", cls=_KeysHelpCommand)(mappo_command)
+    train_app.command("ippo", cls=keys_help_command(_keys_help))(ippo_command)
+    train_app.command("mappo", cls=keys_help_command(_keys_help))(mappo_command)
     app.add_typer(train_app, name="train")

@@ -1,11 +1,7 @@
-"""``marlvault vault ...``: inspect and check vaults.
+"""``marlvault vault ...``: inspect (``info``) and check (``verify``) vaults.
 
-``vault_app`` is module-level so other modules can add commands (returns, subsample, ...)::
-
-    from marlvault.cli.vault import vault_app
-
-    @vault_app.command("returns")
-    def returns(...): ...
+The dataset tools of the same group (returns, subsample, combine, coverage, card) live in
+:mod:`marlvault.cli.vault_tools` and are attached by :func:`register`.
 """
 
 from __future__ import annotations
@@ -20,7 +16,10 @@ vault_app = typer.Typer(help="Inspect, check and transform vaults.", no_args_is_
 
 
 def register(app: typer.Typer) -> None:
-    """Attach the ``vault`` group to the root app."""
+    """Attach the ``vault`` group (inspection here, dataset tools from ``vault_tools``)."""
+    from marlvault.cli.vault_tools import register_tools
+
+    register_tools(vault_app)
     app.add_typer(vault_app, name="vault")
 
 
@@ -100,8 +99,3 @@ def verify(
         typer.echo(f"problem: {problem}", err=True)
     typer.echo(f"FAILED: {report.path}: {len(report.problems)} problem(s)", err=True)
     raise typer.Exit(code=VaultCorruptError.exit_code)
-
-
-from marlvault.cli.vault_tools import register_tools  # noqa: E402  (returns, subsample, combine, coverage, card)
-
-register_tools(vault_app)

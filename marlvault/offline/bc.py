@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from marlvault.config import require_min
+from marlvault.config import require_at_least
 from marlvault.errors import ConfigError
 from marlvault.networks import Actor, GRUActionNetwork, ScannedRNN
 from marlvault.offline.common import (
@@ -64,7 +64,7 @@ class Config:
     """Gradient updates in the whole run."""
 
     def __post_init__(self) -> None:
-        require_min("system", self, "rnn_size", "seq_len", "batch_size", "num_updates")
+        require_at_least("system", self, "rnn_size", "seq_len", "batch_size", "num_updates")
         if self.lr <= 0:
             raise ConfigError(f"system.lr: expected > 0, got {self.lr}")
 

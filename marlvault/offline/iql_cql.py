@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from marlvault.config import require_min
+from marlvault.config import require_at_least
 from marlvault.errors import ConfigError
 from marlvault.offline.common import (
     Algorithm,
@@ -74,7 +74,7 @@ class Config:
     """Gradient updates in the whole run."""
 
     def __post_init__(self) -> None:
-        require_min("system", self, "rnn_size", "seq_len", "batch_size", "num_updates")
+        require_at_least("system", self, "rnn_size", "seq_len", "batch_size", "num_updates")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ConfigError(
                 f"system.gamma/tau: expected gamma in [0, 1] and tau in (0, 1], got "

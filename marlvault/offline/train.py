@@ -90,7 +90,7 @@ class OfflineArchConfig:
     distribution, Boltzmann over Q-values for the Q-learners)."""
 
     def __post_init__(self) -> None:
-        cfg.require_min("arch", self, "num_evaluation", "num_eval_episodes", "final_eval_episodes")
+        cfg.require_at_least("arch", self, "num_evaluation", "num_eval_episodes", "final_eval_episodes")
         if not 0.0 <= self.eval_epsilon <= 1.0:
             raise ConfigError(f"arch.eval_epsilon: expected in [0, 1], got {self.eval_epsilon}")
 

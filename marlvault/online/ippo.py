@@ -37,14 +37,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from marlvault.config import ArchConfig, EnvConfig, LoggerConfig, NetworkConfig, RecordConfig
+from marlvault.config import LoggerConfig, require, require_at_least
 from marlvault.envs.base import Array, EnvSpec, TimeStep
 from marlvault.envs.registry import make_env
 from marlvault.envs.vec import VecEnv, VecState
-from marlvault.errors import ConfigError
 from marlvault.networks import Actor, Critic, MaskedCategorical
 from marlvault.online import anakin
 from marlvault.online.anakin import REPLICATED, SHARDED
+from marlvault.online.config import ArchConfig, EnvConfig, NetworkConfig, RecordConfig
 from marlvault.online.losses import Batch, LossInfo, make_batch, network_inputs, ppo_loss
 from marlvault.optim import linear_decay, make_optimiser
 
@@ -88,17 +88,12 @@ class SystemConfig:
     """Append a one-hot agent id to the network inputs."""
 
     def __post_init__(self) -> None:
-        for name in ("total_timesteps", "rollout_length", "ppo_epochs", "num_minibatches"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(
-                    f"system.{name}: expected a positive integer, found {getattr(self, name)}"
-                )
-        if self.rollout_length % self.num_minibatches:
-            raise ConfigError(
-                f"system.num_minibatches: expected a divisor of system.rollout_length="
-                f"{self.rollout_length} (minibatches split time), found {self.num_minibatches}; "
-                f"fix: e.g. system.num_minibatches=2"
-            )
+        require_at_least("system", self, "total_timesteps", "rollout_length", "ppo_epochs",
+                         "num_minibatches")
+        require("system.num_minibatches", self.num_minibatches,
+                self.rollout_length % self.num_minibatches == 0,
+                f"a divisor of system.rollout_length={self.rollout_length} (minibatches split "
+                "time)", "system.num_minibatches=2")
 
 
 @dataclass(frozen=True)

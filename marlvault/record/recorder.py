@@ -143,7 +143,7 @@ class Recorder:
             self._thread.join()
             try:
                 self.vault.close()
-            except Exception as err:  # reported with context below
+            except Exception as err:  # any failure: reported with context below
                 if self._error is None:
                     self._error = err
         self._raise_if_failed()
@@ -180,7 +180,7 @@ class Recorder:
                 self.vault.append(self._to_batch(host))
                 self._write_s += time.perf_counter() - start
                 self._calls += 1
-            except BaseException as err:  # re-raised in the learner's thread
+            except BaseException as err:  # any failure: re-raised in the learner's thread
                 self._error = err
 
     def _raise_if_failed(self) -> None:

@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from marlvault.config import require
 from marlvault.envs.base import EnvSpec, TimeStep
 from marlvault.envs.registry import make_env
 from marlvault.envs.vec import VecEnv, VecState
-from marlvault.errors import ConfigError
 from marlvault.networks import MaskedCategorical
 from marlvault.record.recorder import Recorder, RecordStats
 from marlvault.record.session import run_metadata
@@ -56,20 +56,20 @@ class RolloutConfig:
     chunk_steps: int = 128
     """Steps per jitted rollout chunk."""
     seed: int = 0
+    """Seed of the rollout (environment resets, sampling, epsilon)."""
     extras: tuple[str, ...] = field(default_factory=tuple)
     """Extra keys, subset of ``log_prob``, ``next_obs`` (``update`` is always 0 here)."""
 
     def __post_init__(self) -> None:
-        if not self.checkpoint:
-            raise ConfigError("checkpoint: expected a checkpoint folder, found none; fix: pass it")
-        if self.episodes < 1:
-            raise ConfigError(f"episodes: expected >= 1, found {self.episodes}")
-        if self.mode not in MODES:
-            raise ConfigError(f"mode: expected one of {MODES}, found {self.mode!r}")
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ConfigError(f"epsilon: expected a probability in [0, 1], found {self.epsilon}")
-        if self.num_envs < 0 or self.chunk_steps < 1:
-            raise ConfigError("num_envs must be >= 0 and chunk_steps >= 1")
+        require("checkpoint", self.checkpoint, bool(self.checkpoint), "a checkpoint folder",
+                "marlvault record results/<run>/checkpoints/best")
+        require("episodes", self.episodes, self.episodes >= 1, ">= 1", "episodes=200")
+        require("mode", self.mode, self.mode in MODES, f"one of {MODES}", f"mode={MODES[0]}")
+        require("epsilon", self.epsilon, 0.0 <= self.epsilon <= 1.0, "a probability in [0, 1]",
+                "epsilon=0.05")
+        require("num_envs", self.num_envs, self.num_envs >= 0, ">= 0 (0: chosen from episodes)",
+                "num_envs=0")
+        require("chunk_steps", self.chunk_steps, self.chunk_steps >= 1, ">= 1", "chunk_steps=128")
 
     @property
     def rows(self) -> int:

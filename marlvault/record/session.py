@@ -17,8 +17,9 @@ from typing import Any
 import jax
 
 from marlvault import __version__
-from marlvault.config import RecordConfig, to_dict
+from marlvault.config import to_dict
 from marlvault.envs.base import EnvSpec
+from marlvault.online.config import RecordConfig
 from marlvault.record.recorder import Recorder, RecordStats
 from marlvault.schema import check_extras, example_batch, meanings, trajectory_to_batch
 

@@ -31,7 +31,7 @@ def graceful_stop() -> Iterator[StopFlag]:
         yield flag
         return
 
-    def handler(signum: int, frame) -> None:  # signal API
+    def handler(signum: int, frame) -> None:  # signature fixed by the signal API
         if flag.signal is not None:
             raise KeyboardInterrupt
         flag.signal = signum

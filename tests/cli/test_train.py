@@ -16,8 +16,12 @@ runner = CliRunner()
 def test_help_lists_config_keys():
     result = runner.invoke(app, ["train", "ippo", "--help"])
     assert result.exit_code == 0
-    for key in ("system.rollout_length", "arch.num_envs", "network.actor_hidden", "env=NAME"):
-        assert key in result.output
+    lines = result.output.splitlines()
+    for key, tail in [("system.rollout_length", "int = 128"), ("arch.num_envs", "int = 32"),
+                      ("network.actor_hidden", "tuple[int, ...] = 128,128")]:
+        (line,) = [x for x in lines if x.split()[:1] == [key]]
+        assert tail in line and len(line.split(tail)[1].strip()) > 10, line  # + one-line meaning
+    assert "env=NAME" in result.output
 
 
 def test_unknown_key_exits_2_and_lists_valid_keys():
