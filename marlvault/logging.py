@@ -6,9 +6,10 @@ marl-eval raw-data layout, so marl-eval's aggregation and plotting tools read it
     {env_name: {task: {algorithm: {"seed_<s>": {
         "step_0": {"step_count": int, "episode_return": [E floats], ...},
         ...
-        "absolute_metrics": {"episode_return": [10 * E floats], ...}}}}}
+        "absolute_metrics": {"episode_return": [E_final floats], ...}}}}}
 
-Metric lists hold one value per evaluation episode.
+Metric lists hold one value per evaluation episode; ``absolute_metrics`` hold one per episode
+of the final evaluation of the best parameters.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ across agents (one network applied to every agent's input).
 - :class:`MaskedCategorical`: a categorical over discrete actions whose illegal actions get a large
   negative logit, so they are never sampled and carry no probability mass.
 - :class:`Actor` (policy logits), :class:`Critic` (scalar value of a per-agent observation or a
-  global state), :class:`QNetwork` (one Q-value per action).
+  global state).
 - :class:`ScannedRNN`: a GRU scanned over time that resets its carry where an episode starts;
-  :class:`RecurrentQNetwork` uses it.
+  :class:`GRUActionNetwork` (MLP torso -> GRU -> one output per action) uses it, as BC's
+  recurrent policy (logits) and as the offline Q-learners' Q-network (Q-values).
 """
 
 from __future__ import annotations
@@ -103,17 +104,6 @@ class Critic(nn.Module):
         return _dense(1, 1.0)(MLPTorso(self.hidden)(x))[..., 0]
 
 
-class QNetwork(nn.Module):
-    """Q-values: [..., F] -> [..., A]."""
-
-    action_dim: int
-    hidden: Sequence[int] = (128, 128)
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        return _dense(self.action_dim, 1.0)(MLPTorso(self.hidden)(x))
-
-
 class ScannedRNN(nn.Module):
     """A GRU over time: ``(h [B, H], (x [T, B, F], reset [T, B] bool)) -> (h, y [T, B, H])``.
 
@@ -152,8 +142,12 @@ class _ResetGRU(nn.Module):
         return h, y
 
 
-class RecurrentQNetwork(nn.Module):
-    """Torso -> GRU -> Q-values: ``(h, (x [T, B, F], reset [T, B])) -> (h, q [T, B, A])``."""
+class GRUActionNetwork(nn.Module):
+    """MLP torso -> GRU -> one output per action:
+    ``(h, (x [T, B, F], reset [T, B])) -> (h, out [T, B, A])``.
+
+    The outputs are policy logits (recurrent BC) or Q-values (IQL/QMIX); the network is the same.
+    """
 
     action_dim: int
     hidden: Sequence[int] = (128,)

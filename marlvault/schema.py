@@ -47,6 +47,10 @@ STATE = "infos.state"
 LOG_PROB = "infos.log_prob"
 UPDATE = "infos.update"
 NEXT_OBS = "infos.next_obs"
+NEXT_STATE = "infos.next_state"
+"""Read, never written: the true next global state at truncations (converted datasets)."""
+NEXT_LEGALS = "infos.next_legals"
+"""Read, never written: the true next legal-action mask at truncations (converted datasets)."""
 
 REQUIRED = (OBS, ACTIONS, REWARDS, TERMINALS)
 """Keys every dataset must have (OG-MARL's minimum); truncations default to zeros."""

@@ -9,9 +9,8 @@ import numpy as np
 from marlvault.networks import (
     Actor,
     Critic,
+    GRUActionNetwork,
     MaskedCategorical,
-    QNetwork,
-    RecurrentQNetwork,
     ScannedRNN,
 )
 
@@ -55,11 +54,10 @@ def test_masked_categorical_probabilities_and_entropy_on_legal_subset():
 
 def test_heads_shapes():
     x = jnp.ones((5, 2, 7))
-    actor, critic, q = Actor(4, (16,)), Critic((16,)), QNetwork(4, (16,))
+    actor, critic = Actor(4, (16,)), Critic((16,))
     k = jax.random.PRNGKey(0)
     assert actor.apply(actor.init(k, x), x).shape == (5, 2, 4)
     assert critic.apply(critic.init(k, x), x).shape == (5, 2)
-    assert q.apply(q.init(k, x), x).shape == (5, 2, 4)
 
 
 def test_scanned_rnn_resets_carry_at_episode_start():
@@ -78,8 +76,8 @@ def test_scanned_rnn_resets_carry_at_episode_start():
     assert not np.allclose(y_noreset[3:], y_fresh)
 
 
-def test_recurrent_q_network_shapes():
-    net = RecurrentQNetwork(5, (16,), 8)
+def test_gru_action_network_shapes():
+    net = GRUActionNetwork(5, (16,), 8)
     x, reset = jnp.ones((4, 2, 3, 7)), jnp.zeros((4, 2, 3), bool)
     h = ScannedRNN.initialize_carry((2, 3), 8)
     params = net.init(jax.random.PRNGKey(0), h, (x, reset))

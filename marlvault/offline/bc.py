@@ -19,22 +19,25 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from marlvault.config import require_at_least
 from marlvault.errors import ConfigError
-from marlvault.networks import Actor, RecurrentQNetwork, ScannedRNN
+from marlvault.networks import Actor, GRUActionNetwork, ScannedRNN
 from marlvault.offline.common import (
     Algorithm,
+    AlgorithmEntry,
+    DataNeeds,
     choose,
+    gradient_step,
     greedy,
-    make_memory_train,
-    make_optimizer,
+    gru_act,
+    gru_sequence,
+    init_gru_network,
     mask_illegal,
     masked_mean,
-    window_resets,
 )
 from marlvault.offline.dataset import DataSpec, SequenceBatch
+from marlvault.optim import make_optimiser
 
 Array = jax.Array
 
@@ -84,7 +87,7 @@ class TrainState(NamedTuple):
 
 def _network(config: Config, spec: DataSpec) -> nn.Module:
     if config.recurrent:
-        return RecurrentQNetwork(spec.action_dim, config.hidden, config.rnn_size)
+        return GRUActionNetwork(spec.action_dim, config.hidden, config.rnn_size)
     return Actor(spec.action_dim, config.hidden)
 
 
@@ -93,10 +96,7 @@ def policy_logits(net: nn.Module, params: Any, config: Config, batch: SequenceBa
     obs = batch.obs[:-1]  # [L, K, N, O']
     if not config.recurrent:
         return net.apply(params, obs)
-    length, k, n = obs.shape[:3]
-    h0 = ScannedRNN.initialize_carry((k, n), config.rnn_size)
-    _, logits = net.apply(params, h0, (obs, window_resets(length, (k, n))))
-    return logits
+    return gru_sequence(net, params, obs, config.rnn_size)
 
 
 def bc_loss(logits: Array, legal: Array, actions: Array, mask: Array) -> tuple[Array, dict]:
@@ -123,16 +123,14 @@ def bc_loss(logits: Array, legal: Array, actions: Array, mask: Array) -> tuple[A
 
 def make_update_step(config: Config, spec: DataSpec):
     """``update(state, batch) -> (state, metrics)`` (pure, jittable)."""
-    net, tx = _network(config, spec), make_optimizer(config.lr, config.max_grad_norm)
+    net, tx = _network(config, spec), make_optimiser(config.lr, config.max_grad_norm)
 
     def update(state: TrainState, batch: SequenceBatch) -> tuple[TrainState, dict]:
         def loss_fn(params: Any) -> tuple[Array, dict]:
             logits = policy_logits(net, params, config, batch)
             return bc_loss(logits, batch.legal[:-1], batch.actions, batch.mask)
 
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state, metrics = gradient_step(tx, loss_fn, state.params, state.opt_state)
         return TrainState(params, opt_state, state.step + 1), metrics
 
     return update
@@ -140,15 +138,13 @@ def make_update_step(config: Config, spec: DataSpec):
 
 def make_init(config: Config, spec: DataSpec):
     """``init(key) -> TrainState``."""
-    net, tx = _network(config, spec), make_optimizer(config.lr, config.max_grad_norm)
+    net, tx = _network(config, spec), make_optimiser(config.lr, config.max_grad_norm)
 
     def init(key: Array) -> TrainState:
-        x = jnp.zeros((1, 1, spec.num_agents, spec.input_dim))
         if config.recurrent:
-            h0 = ScannedRNN.initialize_carry((1, spec.num_agents), config.rnn_size)
-            params = net.init(key, h0, (x, jnp.zeros((1, 1, spec.num_agents), bool)))
+            params = init_gru_network(net, key, spec, config.rnn_size)
         else:
-            params = net.init(key, x)
+            params = net.init(key, jnp.zeros((1, 1, spec.num_agents, spec.input_dim)))
         return TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
 
     return init
@@ -162,19 +158,23 @@ def make_act(config: Config, spec: DataSpec):
     def act(params: Any, hidden: Array, obs: Array, legal: Array, reset: Array, key=None):
         if not config.recurrent:
             return hidden, choose(net.apply(params, obs), legal, key)
-        resets = jnp.broadcast_to(reset[:, None], obs.shape[:2])[None]
-        hidden, logits = net.apply(params, hidden, (obs[None], resets))
-        return hidden, choose(logits[0], legal, key)
+        return gru_act(net, params, hidden, obs, legal, reset, key)
 
     return act
 
 
+def data_needs(config: Config) -> DataNeeds:
+    """Feed-forward: every single step (stride 1); recurrent: non-overlapping windows."""
+    return DataNeeds(config.window_len, 0 if config.recurrent else 1, False)
+
+
 def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
     """The BC bundle the offline trainer runs."""
+    needs = data_needs(config)
     return Algorithm(
         name="bc",
-        seq_len=config.window_len,
-        stride=0 if config.recurrent else 1,
+        seq_len=needs.seq_len,
+        stride=needs.stride,
         batch_size=config.items_per_batch,
         init=make_init(config, spec),
         update=make_update_step(config, spec),
@@ -184,11 +184,7 @@ def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
     )
 
 
-def make_train(config: Config, spec: DataSpec):
-    """``train(data, key) -> (TrainState, metrics)``: the whole run in memory, one ``lax.scan``
-    (see :func:`marlvault.offline.common.make_memory_train`)."""
-    return make_memory_train(make_algorithm(config, spec), spec, config.num_updates)
+ENTRY = AlgorithmEntry("bc", Config, data_needs, make_algorithm)
 
-
-__all__ = ["Config", "TrainState", "bc_loss", "make_algorithm", "make_init", "make_train",
+__all__ = ["ENTRY", "Config", "TrainState", "bc_loss", "data_needs", "make_algorithm", "make_init",
            "make_update_step", "policy_logits"]

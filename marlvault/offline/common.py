@@ -1,9 +1,12 @@
-"""Pieces every offline algorithm shares: the algorithm bundle, masked means, the jitted scan.
+"""Pieces every offline algorithm shares: the registry entry, the algorithm bundle, masked means,
+recurrent acting and the jitted scan.
 
-Every algorithm module (``bc.py``, ``iql_cql.py``, ``qmix_cql.py``) exposes
-``make_algorithm(config, spec) -> Algorithm``; the trainer (``offline/train.py``) only talks to
-that bundle, so it runs any algorithm in memory (sampling inside one ``lax.scan``) or streaming
-(host batches fed to a jitted update).
+Every algorithm module (``bc.py``, ``iql_cql.py``, ``qmix_cql.py``) ends with
+``ENTRY = AlgorithmEntry(name, Config, data_needs, make_algorithm)``: what its run config's
+``system`` section is, which windows (and whether the global state) it trains on, and how to
+build its :class:`Algorithm` bundle. The trainer (``offline/train.py``) only talks to the entry
+and the bundle, so it runs any algorithm in memory (sampling inside one ``lax.scan``) or
+streaming (host batches fed to a jitted update).
 
 Axis order inside the learner: ``[time, batch, agent, ...]``; when acting, ``[env, agent, ...]``.
 """
@@ -17,10 +20,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from marlvault.networks import ILLEGAL_LOGIT
-from marlvault.offline.dataset import DataSpec, DeviceData, SequenceBatch, make_sampler
+from marlvault.networks import ILLEGAL_LOGIT, ScannedRNN
+from marlvault.offline.dataset import DataSpec, DeviceData, SequenceBatch
 
 Array = jax.Array
+
+
+class DataNeeds(NamedTuple):
+    """What an algorithm config needs from the dataset, known before the vault is read."""
+
+    seq_len: int  # L of the windows it trains on (1 = transitions)
+    stride: int  # steps between window starts (0 = seq_len)
+    need_state: bool  # the vault must hold the global state ``infos.state``
 
 
 class Algorithm(NamedTuple):
@@ -35,6 +46,15 @@ class Algorithm(NamedTuple):
     params: Callable[[Any], Any]  # TrainState -> acting parameters
     init_hidden: Callable[[int], Any]  # num_envs -> acting carry
     act: Callable[..., tuple[Any, Array]]  # (params, hidden, obs, legal, reset, key=None) -> (hidden, a)
+
+
+class AlgorithmEntry(NamedTuple):
+    """One offline algorithm as the trainer's registry sees it (``ENTRY`` of its module)."""
+
+    name: str  # command-line name, e.g. "iql-cql"
+    config: type  # its frozen ``Config`` dataclass: the run config's ``system`` section
+    data_needs: Callable[[Any], DataNeeds]  # config -> windows and state it trains on
+    make: Callable[[Any, DataSpec], Algorithm]  # (config, spec) -> the bundle
 
 
 def masked_mean(x: Array, mask: Array) -> Array:
@@ -62,11 +82,6 @@ def choose(values: Array, legal: Array, key: Array | None = None) -> Array:
     return jax.random.categorical(key, mask_illegal(values, legal), axis=-1).astype(jnp.int32)
 
 
-def make_optimizer(lr: float, max_grad_norm: float) -> optax.GradientTransformation:
-    """Adam with global-norm clipping."""
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(lr))
-
-
 def window_resets(length: int, batch_shape: tuple[int, ...]) -> Array:
     """[length, *batch_shape] bool: True at position 0 only (windows hold one episode)."""
     first = jnp.arange(length) == 0
@@ -92,16 +107,36 @@ def make_scan_train(algo: Algorithm, sample: Callable[[DeviceData, Array], Seque
     return run
 
 
-def make_memory_train(algo: Algorithm, spec: DataSpec, num_updates: int):
-    """``train(data, key) -> (state, metrics)``: a whole in-memory run of ``algo``, one scan.
+def gru_sequence(net: Any, params: Any, obs: Array, rnn_size: int) -> Array:
+    """Outputs of a :class:`~marlvault.networks.GRUActionNetwork` along windows started from a
+    zero GRU state: obs [L, K, N, O'] -> [L, K, N, A]."""
+    length, k, n = obs.shape[:3]
+    h0 = ScannedRNN.initialize_carry((k, n), rnn_size)
+    _, out = net.apply(params, h0, (obs, window_resets(length, (k, n))))
+    return out
 
-    The caller owns ``jit``/``vmap``; ``data`` comes from ``OfflineDataset.device_data()`` built
-    with the algorithm's ``seq_len``.
-    """
-    run = make_scan_train(algo, make_sampler(spec, algo.seq_len, algo.batch_size), num_updates)
 
-    def train(data: DeviceData, key: Array) -> tuple[Any, dict]:
-        init_key, run_key = jax.random.split(key)
-        return run(algo.init(init_key), data, run_key)
+def init_gru_network(net: Any, key: Array, spec: DataSpec, rnn_size: int) -> Any:
+    """Parameters of a :class:`~marlvault.networks.GRUActionNetwork` for ``spec``'s inputs."""
+    n = spec.num_agents
+    h0 = ScannedRNN.initialize_carry((1, n), rnn_size)
+    x = jnp.zeros((1, 1, n, spec.input_dim))
+    return net.init(key, h0, (x, jnp.zeros((1, 1, n), bool)))
 
-    return train
+
+def gru_act(net: Any, params: Any, hidden: Array, obs: Array, legal: Array, reset: Array,
+            key: Array | None = None) -> tuple[Array, Array]:
+    """One acting step of a GRU network: obs [E, N, O'], legal [E, N, A], reset [E] ->
+    (hidden [E, N, H], actions [E, N]), greedy or sampled (see :func:`choose`)."""
+    resets = jnp.broadcast_to(reset[:, None], obs.shape[:2])[None]
+    hidden, out = net.apply(params, hidden, (obs[None], resets))
+    return hidden, choose(out[0], legal, key)
+
+
+def gradient_step(tx: optax.GradientTransformation, loss_fn: Callable[[Any], tuple[Array, dict]],
+                  params: Any, opt_state: Any) -> tuple[Any, Any, dict]:
+    """One optimiser step on ``loss_fn(params) -> (loss, metrics)``:
+    ``(params, opt_state, metrics)`` after the step."""
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, metrics

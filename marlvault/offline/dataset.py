@@ -1,34 +1,17 @@
-"""Episode-aware offline datasets: the only way offline code reads vaults.
+"""Offline datasets: the only way offline code reads vaults.
 
 A vault row is one environment's continuous stream, episode after episode (``[row, time, agent,
 ...]``). This module cuts it into training items and hands them to the learner time-major
 (``[time, batch, agent, ...]``).
 
-**Windows never cross an episode boundary.** Every window starts at the first step of an episode
-or at a multiple of ``stride`` steps after it, and covers ``seq_len`` steps; steps after the
-episode's last step (or past the end of the row) are padding with ``mask == 0``. We chose this
-over windows that start anywhere and mask the foreign part because (a) a recurrent network then
-never needs a reset inside a window — the only reset is at the window start, which for the first
-window of an episode *is* the true initial state, and (b) padding steps are cheap to spot in a
-mask, whereas a window holding two episodes silently trains the second on the first's hidden
-state (one of OG-MARL's faults). Transitions are windows of length one started at every step.
-Steps at or beyond a row's valid length (``Vault.row_lengths``: the zero padding ``combine`` and
-``subsample`` write) are absent like steps past the end of the row: no window starts there and
-no window's mask covers them.
-
-**Bootstrapping.** Each window also carries the observation *after* each step: position ``i + 1``
-of ``obs`` is the next observation of step ``i``. Inside an episode it is the next recorded step.
-At a truncation it is the recorded ``infos.next_obs`` (and ``infos.next_state``,
-``infos.next_legals``) when the vault has them. ``discount = 1 - terminal``: a terminal stops the
-bootstrap, a truncation does not. ``target_mask`` is 0 where the next observation is unknown — a
-truncation without a recorded next observation, or the last recorded step of a row whose episode
-is still running — so those TD targets are left out instead of being bootstrapped from the next
-episode's first observation.
-
 **Modes.** ``"memory"`` puts every step on the device once and samples inside ``jit``;
 ``"stream"`` reads ``Vault.iter_chunks`` block by block, cuts windows on the host and serves
 batches from a bounded shuffle buffer, so memory does not grow with the vault. ``"auto"`` picks
 memory when the vault's decoded size fits ``memory_budget_bytes``.
+
+The pieces live in :mod:`~marlvault.offline.windows` (episode windows, bootstrap masks, agent
+ids) and :mod:`~marlvault.offline.streaming` (block-by-block windows, shuffle buffer); this module
+opens the vault, holds the in-memory mode and re-exports their public names.
 """
 
 from __future__ import annotations
@@ -42,18 +25,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from marlvault.errors import ConfigError, DatasetError
+from marlvault.offline.streaming import _endless_windows, shuffle_batches, stream_windows
+from marlvault.offline.windows import (
+    DataSpec,
+    SequenceBatch,
+    StepArrays,
+    episode_positions,
+    gather_windows,
+    mark_padding,
+    pad_steps,
+    spec_from_tree,
+    steps_from_tree,
+    time_major,
+    window_starts,
+)
 
-KEY_OBS = "observations"
-KEY_ACTIONS = "actions"
-KEY_REWARDS = "rewards"
-KEY_TERMINALS = "terminals"
-KEY_TRUNCATIONS = "truncations"
-KEY_LEGALS = "infos.legals"
-KEY_STATE = "infos.state"
-KEY_NEXT_OBS = "infos.next_obs"
-KEY_NEXT_STATE = "infos.next_state"
-KEY_NEXT_LEGALS = "infos.next_legals"
-REQUIRED_KEYS = (KEY_OBS, KEY_ACTIONS, KEY_REWARDS, KEY_TERMINALS)
 MODES = ("auto", "memory", "stream")
 
 
@@ -94,351 +80,6 @@ class DatasetConfig:
     def window_stride(self) -> int:
         return self.stride or self.seq_len
 
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Static facts about a dataset, known before any batch is drawn."""
-
-    num_rows: int
-    """B, rows (parallel environment streams) in the vault."""
-    num_steps: int
-    """T, committed time steps per row."""
-    num_agents: int
-    """N, agents."""
-    obs_dim: int
-    """O, raw per-agent observation size (without agent ids)."""
-    action_dim: int
-    """A, discrete actions per agent (from ``infos.legals``, else ``max(actions) + 1``)."""
-    state_dim: int
-    """S, global state size; 0 when the vault has no ``infos.state``."""
-    has_legals: bool
-    """The vault records legal-action masks (else every action is legal)."""
-    has_next_obs: bool
-    """The vault records the real next observation at truncations."""
-    add_agent_ids: bool
-    """Batches carry one-hot agent ids appended to the observations."""
-    bootstrap_truncations: bool = False
-    """Truncated steps keep their TD target: the vault records ``infos.next_obs`` (and
-    ``infos.next_state`` when the state is needed)."""
-
-    @property
-    def input_dim(self) -> int:
-        """Per-agent observation size the networks see (``O + N`` with agent ids)."""
-        return self.obs_dim + (self.num_agents if self.add_agent_ids else 0)
-
-    @property
-    def has_state(self) -> bool:
-        return self.state_dim > 0
-
-
-class StepArrays(NamedTuple):
-    """Per-step arrays of a block of rows, ``[row, time, ...]`` (numpy or jax)."""
-
-    obs: Any  # [B, T, N, O] float32
-    actions: Any  # [B, T, N] int32
-    rewards: Any  # [B, T, N] float32
-    terminal: Any  # [B, T] float32, 1 where the episode terminated after this step
-    truncated: Any  # [B, T] float32, 1 where it was cut (and did not terminate)
-    legal: Any  # [B, T, N, A] float32
-    state: Any  # [B, T, S] float32 (S may be 0)
-    next_obs: Any  # [B, T, N, O] float32 or None: real next observation at truncations
-    next_state: Any  # [B, T, S] float32 or None
-    next_legal: Any  # [B, T, N, A] float32 or None
-    present: Any  # [B, T] float32, 1 for recorded steps, 0 for padding
-
-
-class SequenceBatch(NamedTuple):
-    """A batch of K windows of L steps, time-major. Position ``i + 1`` is step ``i``'s next."""
-
-    obs: Any  # [L+1, K, N, O'] float32 (O' = O + N with agent ids)
-    legal: Any  # [L+1, K, N, A] float32
-    state: Any  # [L+1, K, S] float32
-    actions: Any  # [L, K, N] int32
-    rewards: Any  # [L, K, N] float32
-    terminal: Any  # [L, K] float32
-    truncated: Any  # [L, K] float32
-    mask: Any  # [L, K] float32, 1 where the step belongs to the window's episode
-    target_mask: Any  # [L, K] float32, 1 where the step's TD target is known
-
-
-class Transition(NamedTuple):
-    """A batch of single steps (o, a, r, o', terminal, truncated, legal, legal', s, s')."""
-
-    obs: Any  # [K, N, O'] float32
-    actions: Any  # [K, N] int32
-    rewards: Any  # [K, N] float32
-    next_obs: Any  # [K, N, O'] float32
-    terminal: Any  # [K] float32
-    truncated: Any  # [K] float32
-    legal: Any  # [K, N, A] float32
-    next_legal: Any  # [K, N, A] float32
-    state: Any  # [K, S] float32
-    next_state: Any  # [K, S] float32
-    target_mask: Any  # [K] float32
-
-
-def as_transitions(batch: SequenceBatch) -> Transition:
-    """Views the first step of each window as a transition batch (``L`` may be anything)."""
-    return Transition(
-        obs=batch.obs[0],
-        actions=batch.actions[0],
-        rewards=batch.rewards[0],
-        next_obs=batch.obs[1],
-        terminal=batch.terminal[0],
-        truncated=batch.truncated[0],
-        legal=batch.legal[0],
-        next_legal=batch.legal[1],
-        state=batch.state[0],
-        next_state=batch.state[1],
-        target_mask=batch.target_mask[0],
-    )
-
-
-# --- reading vault pytrees -----------------------------------------------------------------------
-def _leaf(tree: Any, dotted: str) -> Any:
-    """The leaf at ``a.b.c`` of a nested dict (or None)."""
-    node = tree
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _team_flag(flag: Any, path: str, key: str, shape: tuple) -> np.ndarray:
-    """``[B, T, N]`` or ``[B, T]`` flags -> ``[B, T]`` float32 (any agent)."""
-    flag = np.asarray(flag, dtype=np.float32)
-    if flag.ndim == 3:
-        return flag.max(axis=2)
-    if flag.ndim == 2:
-        return flag
-    raise DatasetError(
-        f"{path}: '{key}' expected shape (B, T, N) or (B, T) matching {shape}, got {flag.shape}; "
-        "re-record the vault with the OG-MARL schema"
-    )
-
-
-def spec_from_tree(
-    tree: Any, path: str, num_steps: int, add_agent_ids: bool, need_state: bool = False
-) -> DataSpec:
-    """Checks a vault pytree (``[B, T, ...]`` leaves) and describes it."""
-    for key in REQUIRED_KEYS:
-        if _leaf(tree, key) is None:
-            raise DatasetError(
-                f"{path}: missing key '{key}'; expected the OG-MARL schema ({', '.join(REQUIRED_KEYS)}"
-                ", optional truncations, infos.legals, infos.state); record or convert the vault "
-                "with that layout"
-            )
-    obs = _leaf(tree, KEY_OBS)
-    if obs.ndim != 4:
-        raise DatasetError(
-            f"{path}: '{KEY_OBS}' expected shape (B, T, N, O), got {obs.shape}; flatten "
-            "observations per agent before recording"
-        )
-    legals, state = _leaf(tree, KEY_LEGALS), _leaf(tree, KEY_STATE)
-    if legals is not None:
-        action_dim = int(legals.shape[-1])
-    else:
-        action_dim = int(np.max(_leaf(tree, KEY_ACTIONS), initial=0)) + 1
-    if need_state and state is None:
-        raise DatasetError(
-            f"{path}: QMIX needs the global state '{KEY_STATE}' (B, T, S), but the vault has "
-            "none; record with an environment that provides a state, or use iql-cql"
-        )
-    return DataSpec(
-        num_rows=int(obs.shape[0]),
-        num_steps=int(num_steps),
-        num_agents=int(obs.shape[2]),
-        obs_dim=int(obs.shape[3]),
-        action_dim=action_dim,
-        state_dim=0 if state is None else int(np.prod(state.shape[2:])),
-        has_legals=legals is not None,
-        has_next_obs=_leaf(tree, KEY_NEXT_OBS) is not None,
-        add_agent_ids=add_agent_ids,
-        bootstrap_truncations=_leaf(tree, KEY_NEXT_OBS) is not None
-        and (not need_state or _leaf(tree, KEY_NEXT_STATE) is not None),
-    )
-
-
-def steps_from_tree(tree: Any, spec: DataSpec, path: str = "<vault>") -> StepArrays:
-    """Converts a vault pytree block (``[B, T', ...]`` numpy) to :class:`StepArrays`."""
-    obs = np.asarray(_leaf(tree, KEY_OBS), dtype=np.float32)
-    b, t = obs.shape[:2]
-    shape = (b, t)
-    terminal = _team_flag(_leaf(tree, KEY_TERMINALS), path, KEY_TERMINALS, shape)
-    trunc = _leaf(tree, KEY_TRUNCATIONS)
-    truncated = np.zeros(shape, np.float32) if trunc is None else _team_flag(
-        trunc, path, KEY_TRUNCATIONS, shape)
-    truncated = truncated * (1.0 - terminal)  # a step that terminates is never "cut"
-    legals = _leaf(tree, KEY_LEGALS)
-    if legals is None:
-        legals = np.ones((b, t, spec.num_agents, spec.action_dim), np.float32)
-    state = _leaf(tree, KEY_STATE)
-    state = np.zeros((b, t, 0), np.float32) if state is None else np.asarray(
-        state, np.float32).reshape(b, t, -1)
-
-    def optional(key: str, dims: int) -> Any:
-        leaf = _leaf(tree, key)
-        return None if leaf is None else np.asarray(leaf, np.float32).reshape(b, t, *dims)
-
-    return StepArrays(
-        obs=obs,
-        actions=np.asarray(_leaf(tree, KEY_ACTIONS)).astype(np.int32).reshape(b, t, -1),
-        rewards=np.asarray(_leaf(tree, KEY_REWARDS), np.float32).reshape(b, t, -1),
-        terminal=terminal,
-        truncated=truncated,
-        legal=np.asarray(legals, np.float32),
-        state=state,
-        next_obs=optional(KEY_NEXT_OBS, obs.shape[2:]),
-        next_state=optional(KEY_NEXT_STATE, state.shape[2:]) if spec.has_state else None,
-        next_legal=optional(KEY_NEXT_LEGALS, (spec.num_agents, spec.action_dim)),
-        present=np.ones(shape, np.float32),
-    )
-
-
-def mark_padding(steps: StepArrays, row_lengths: Any, start: int = 0) -> StepArrays:
-    """Marks steps at or beyond each row's valid length as absent (``present == 0``).
-
-    Args:
-        steps: a block of steps whose first step is time step ``start`` of every row.
-        row_lengths: ``[B]`` int valid steps per row (``Vault.row_lengths``), or None (all valid).
-        start: time step of the block's first step.
-    """
-    if row_lengths is None:
-        return steps
-    t = steps.present.shape[1]
-    valid = (start + np.arange(t))[None, :] < np.asarray(row_lengths)[:, None]  # [B, T]
-    return steps._replace(present=steps.present * valid.astype(np.float32))
-
-
-def pad_steps(steps: StepArrays, pad: int) -> StepArrays:
-    """Appends ``pad`` absent steps (zeros, ``present == 0``) to every row."""
-
-    def one(x: Any) -> Any:
-        if x is None:
-            return None
-        widths = [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2)
-        return np.pad(x, widths)
-
-    return StepArrays(*(one(x) for x in steps))
-
-
-def concat_steps(a: StepArrays, b: StepArrays) -> StepArrays:
-    """Joins two blocks along time."""
-    return StepArrays(*(
-        None if x is None else np.concatenate([x, y], axis=1) for x, y in zip(a, b, strict=True)
-    ))
-
-
-def slice_steps(steps: StepArrays, start: int) -> StepArrays:
-    """The steps from ``start`` on."""
-    return StepArrays(*(None if x is None else x[:, start:] for x in steps))
-
-
-# --- windows -------------------------------------------------------------------------------------
-def episode_positions(ended: np.ndarray, pos_before: np.ndarray, ended_before: np.ndarray):
-    """Each step's index inside its episode.
-
-    Args:
-        ended: ``[B, T]`` bool, the episode ends after this step (terminal or truncated).
-        pos_before: ``[B]`` int, position of the step just before this block (-1 if none).
-        ended_before: ``[B]`` bool, that step ended its episode.
-
-    Returns:
-        ``[B, T]`` int64 positions (0 at each episode's first step).
-    """
-    b, t = ended.shape
-    steps = np.broadcast_to(np.arange(t), (b, t))
-    is_start = np.zeros((b, t), bool)
-    is_start[:, 1:] = ended[:, :-1]
-    is_start[:, 0] = ended_before | (pos_before < 0)
-    init = np.where(is_start, steps, -(10**12))
-    init[:, 0] = np.where(is_start[:, 0], 0, -(pos_before + 1))
-    return steps - np.maximum.accumulate(init, axis=1)
-
-
-def window_starts(positions: np.ndarray, present: np.ndarray, stride: int, limit: int):
-    """Rows and start steps of every window whose start is at most ``limit``.
-
-    Returns:
-        ``(rows, t0)``, two ``[K]`` int32 arrays.
-    """
-    ok = (positions % stride == 0) & (present > 0)
-    ok[:, limit + 1 :] = False
-    rows, t0 = np.nonzero(ok)
-    return rows.astype(np.int32), t0.astype(np.int32)
-
-
-def one_hot_ids(num_agents: int, xp: Any = np) -> Any:
-    """``[N, N]`` float32 identity."""
-    return xp.eye(num_agents, dtype=xp.float32)
-
-
-def _with_ids(obs: Any, spec: DataSpec, xp: Any) -> Any:
-    if not spec.add_agent_ids:
-        return obs
-    ids = xp.broadcast_to(one_hot_ids(spec.num_agents, xp), (*obs.shape[:-2], spec.num_agents,
-                                                               spec.num_agents))
-    return xp.concatenate([obs, ids], axis=-1)
-
-
-def _replace_at_trunc(seq: Any, nxt: Any, trunc: Any, xp: Any) -> Any:
-    """Positions 1..L of ``seq`` take ``nxt[0..L-1]`` where step ``i`` was truncated."""
-    if nxt is None:
-        return seq
-    cond = trunc.reshape(*trunc.shape, *([1] * (seq.ndim - 2))) > 0
-    tail = xp.where(cond, nxt, seq[:, 1:])
-    return xp.concatenate([seq[:, :1], tail], axis=1)
-
-
-def gather_windows(steps: StepArrays, rows: Any, t0: Any, seq_len: int, spec: DataSpec,
-                   xp: Any = np) -> SequenceBatch:
-    """Cuts K windows out of padded steps, batch-major (``[K, L(+1), ...]``).
-
-    ``steps`` must hold at least ``max(t0) + seq_len + 1`` steps per row (see :func:`pad_steps`).
-    Works on numpy (``xp=np``) and inside ``jit`` (``xp=jnp``).
-    """
-    idx = t0[:, None] + xp.arange(seq_len + 1)[None, :]  # [K, L+1]
-    r = rows[:, None]
-    step_idx = idx[:, :-1]
-    terminal, truncated = steps.terminal[r, step_idx], steps.truncated[r, step_idx]  # [K, L]
-    ended = xp.maximum(terminal, truncated)
-    present = steps.present[r, idx]  # [K, L+1]
-    alive = xp.cumprod(1.0 - ended, axis=1)  # 1 while no earlier step of the window ended
-    mask = present[:, :-1] * xp.concatenate([xp.ones_like(alive[:, :1]), alive[:, :-1]], axis=1)
-    next_known = (1.0 - ended) * present[:, 1:]
-    if spec.bootstrap_truncations:
-        next_known = next_known + truncated
-    target_mask = mask * xp.clip(terminal + next_known, 0.0, 1.0)
-    obs = _replace_at_trunc(steps.obs[r, idx], _take(steps.next_obs, r, step_idx), truncated, xp)
-    next_legal = _take(steps.next_legal, r, step_idx)
-    if next_legal is None and spec.has_next_obs:  # next observation known, its mask not
-        next_legal = xp.ones_like(steps.legal[r, step_idx])
-    legal = _replace_at_trunc(steps.legal[r, idx], next_legal, truncated, xp)
-    state = _replace_at_trunc(steps.state[r, idx], _take(steps.next_state, r, step_idx),
-                              truncated, xp)
-    return SequenceBatch(
-        obs=_with_ids(obs, spec, xp),
-        legal=legal,
-        state=state,
-        actions=steps.actions[r, step_idx],
-        rewards=steps.rewards[r, step_idx],
-        terminal=terminal,
-        truncated=truncated,
-        mask=mask,
-        target_mask=target_mask,
-    )
-
-
-def _take(x: Any, r: Any, idx: Any) -> Any:
-    return None if x is None else x[r, idx]
-
-
-def time_major(batch: SequenceBatch, xp: Any = jnp) -> SequenceBatch:
-    """``[K, L, ...]`` -> ``[L, K, ...]`` for every field."""
-    return SequenceBatch(*(xp.swapaxes(x, 0, 1) for x in batch))
-
-
 # --- in-memory mode ------------------------------------------------------------------------------
 class DeviceData(NamedTuple):
     """The whole dataset on the device plus every window start."""
@@ -467,101 +108,6 @@ def make_sampler(spec: DataSpec, seq_len: int, batch_size: int):
         return time_major(batch, jnp)
 
     return sample
-
-
-# --- streaming mode ------------------------------------------------------------------------------
-class _StreamCarry(NamedTuple):
-    tail: StepArrays | None  # steps not yet used as window starts
-    tail_pos: np.ndarray | None  # [B, T_tail]
-    pos_before: np.ndarray  # [B]
-    ended_before: np.ndarray  # [B] bool
-
-
-def stream_windows(blocks: Iterator[Any], spec: DataSpec, config: DatasetConfig,
-                   path: str = "<vault>", row_lengths: Any = None) -> Iterator[SequenceBatch]:
-    """Cuts windows block by block; yields batch-major numpy windows. Memory: one block + L.
-
-    ``blocks`` are consecutive from time step 0; steps at or beyond ``row_lengths[b]`` ([B] int,
-    None: all valid) are padding, masked like steps after an episode end.
-    """
-    seq_len, b = config.seq_len, spec.num_rows
-    carry = _StreamCarry(None, None, np.full(b, -1), np.zeros(b, bool))
-    offset = 0
-    for block in blocks:
-        steps = mark_padding(steps_from_tree(block, spec, path), row_lengths, offset)
-        offset += steps.obs.shape[1]
-        ended = (steps.terminal + steps.truncated) > 0
-        pos = episode_positions(ended, carry.pos_before, carry.ended_before)
-        carry = _StreamCarry(carry.tail, carry.tail_pos, pos[:, -1], ended[:, -1])
-        buf = steps if carry.tail is None else concat_steps(carry.tail, steps)
-        buf_pos = pos if carry.tail_pos is None else np.concatenate([carry.tail_pos, pos], 1)
-        limit = buf.obs.shape[1] - seq_len - 1  # last start whose window is inside the buffer
-        if limit >= 0:
-            rows, t0 = window_starts(buf_pos, buf.present, config.window_stride, limit)
-            if rows.size:
-                yield gather_windows(buf, rows, t0, seq_len, spec, np)
-        keep = max(limit + 1, 0)
-        carry = carry._replace(tail=slice_steps(buf, keep), tail_pos=buf_pos[:, keep:])
-    if carry.tail is not None and carry.tail.obs.shape[1]:
-        buf = pad_steps(carry.tail, seq_len + 1)
-        rows, t0 = window_starts(carry.tail_pos, carry.tail.present, config.window_stride,
-                                 carry.tail.obs.shape[1] - 1)
-        if rows.size:
-            yield gather_windows(buf, rows, t0, seq_len, spec, np)
-
-
-def _take_items(batch: SequenceBatch, idx: Any) -> SequenceBatch:
-    return SequenceBatch(*(x[idx] for x in batch))
-
-
-def _put_items(buffer: SequenceBatch, idx: Any, items: SequenceBatch) -> None:
-    for field, new in zip(buffer, items, strict=True):
-        field[idx] = new
-
-
-def shuffle_batches(windows: Iterator[SequenceBatch | None], capacity: int, batch_size: int,
-                    rng: np.random.Generator) -> Iterator[SequenceBatch]:
-    """A bounded shuffle buffer over a (repeating) window stream; yields batch-major batches.
-
-    The buffer (preallocated, ``capacity`` windows) fills from the stream; then each batch takes
-    ``batch_size`` random slots and refills them with the next windows. ``None`` in the stream
-    marks the end of a pass over the vault: if the buffer is not full by then (a small vault), it
-    shrinks to what the stream holds. Memory: the buffer plus one block of windows.
-    """
-    buffer: SequenceBatch | None = None
-    size, pend, pos = 0, None, 0
-    for items in windows:
-        if items is None:
-            capacity = max(min(capacity, size), 1)
-            continue
-        pend = items if pend is None or pos >= len(pend.mask) else SequenceBatch(
-            *(np.concatenate([x[pos:], y]) for x, y in zip(pend, items, strict=True)))
-        pos = 0
-        if buffer is None:
-            buffer = SequenceBatch(*(np.zeros((capacity, *x.shape[1:]), x.dtype) for x in pend))
-        if size < capacity:
-            take = min(capacity - size, len(pend.mask))
-            _put_items(buffer, slice(size, size + take), _take_items(pend, slice(0, take)))
-            size, pos = size + take, take
-        while size >= capacity and len(pend.mask) - pos >= batch_size:
-            slots = rng.choice(capacity, batch_size, replace=batch_size > capacity)
-            yield _take_items(buffer, slots)
-            _put_items(buffer, slots, _take_items(pend, slice(pos, pos + batch_size)))
-            pos += batch_size
-
-
-def _endless_windows(open_blocks, spec: DataSpec, config: DatasetConfig, path: str,
-                     row_lengths: Any = None):
-    """Window stream over repeated passes; ``None`` marks the end of each pass."""
-    while True:
-        produced = False
-        for items in stream_windows(open_blocks(), spec, config, path, row_lengths):
-            produced = True
-            yield items
-        if not produced:
-            raise DatasetError(f"{path}: the vault holds no steps; record some data first")
-        yield None
-
 
 # --- the dataset ---------------------------------------------------------------------------------
 def _open_vault(path: str):
@@ -678,3 +224,9 @@ class OfflineDataset:
         finally:
             vault.close()
         return np.asarray(index["return"][index["complete"]], np.float64)
+
+
+__all__ = ["MODES", "DataSpec", "DatasetConfig", "DeviceData", "OfflineDataset", "SequenceBatch",
+           "StepArrays", "gather_windows", "make_device_data", "make_sampler", "mark_padding",
+           "pad_steps", "shuffle_batches", "spec_from_tree", "steps_from_tree", "stream_windows",
+           "time_major"]

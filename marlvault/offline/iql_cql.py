@@ -18,26 +18,32 @@ averaging. Illegal actions are excluded from the arg-max, from the CQL log-sum-e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from marlvault.config import require_at_least
 from marlvault.errors import ConfigError
-from marlvault.networks import RecurrentQNetwork, ScannedRNN
 from marlvault.offline.common import (
     Algorithm,
-    choose,
-    greedy,
-    make_memory_train,
-    make_optimizer,
-    mask_illegal,
+    AlgorithmEntry,
+    DataNeeds,
+    gradient_step,
+    init_gru_network,
     masked_mean,
-    window_resets,
 )
 from marlvault.offline.dataset import DataSpec, SequenceBatch
+from marlvault.offline.value import (
+    TrainState,
+    cql_penalty,
+    double_q_next,
+    polyak,
+    q_algorithm,
+    q_network,
+    q_sequence,
+)
+from marlvault.optim import make_optimiser
 
 Array = jax.Array
 
@@ -81,33 +87,6 @@ class Config:
             )
 
 
-class TrainState(NamedTuple):
-    params: Any  # online Q-network (and mixer, for QMIX) parameters
-    target_params: Any  # Polyak-averaged copy
-    opt_state: Any  # optax state
-    step: Array  # [] int32 updates done
-
-
-def q_sequence(net: RecurrentQNetwork, params: Any, obs: Array, rnn_size: int) -> Array:
-    """Q-values along windows: obs [L+1, K, N, O'] -> [L+1, K, N, A] (GRU from zeros)."""
-    length, k, n = obs.shape[:3]
-    h0 = ScannedRNN.initialize_carry((k, n), rnn_size)
-    _, q = net.apply(params, h0, (obs, window_resets(length, (k, n))))
-    return q
-
-
-def double_q_next(q_next_online: Array, q_next_target: Array, next_legal: Array) -> Array:
-    """Target-network value of the online arg-max over legal actions: [..., A] x2 -> [...]."""
-    best = greedy(jax.lax.stop_gradient(q_next_online), next_legal)
-    return jnp.take_along_axis(q_next_target, best[..., None], axis=-1)[..., 0]
-
-
-def cql_penalty(q: Array, legal: Array, actions: Array) -> Array:
-    """[...] logsumexp over legal actions of ``q`` [..., A] minus the recorded action's Q."""
-    q_a = jnp.take_along_axis(q, actions[..., None], axis=-1)[..., 0]
-    return jax.nn.logsumexp(mask_illegal(q, legal), axis=-1) - q_a
-
-
 def iql_cql_loss(q_all: Array, q_target_all: Array, batch: SequenceBatch, gamma: float,
                  cql_weight: float) -> tuple[Array, dict]:
     """IQL+CQL loss of one batch of windows.
@@ -130,15 +109,10 @@ def iql_cql_loss(q_all: Array, q_target_all: Array, batch: SequenceBatch, gamma:
                   "mean_q": masked_mean(q_a, batch.mask[..., None])}
 
 
-def polyak(target: Any, online: Any, tau: float) -> Any:
-    """``(1 - tau) * target + tau * online`` leaf by leaf."""
-    return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
-
-
 def make_update_step(config: Config, spec: DataSpec):
     """``update(state, batch) -> (state, metrics)`` (pure, jittable)."""
-    net = RecurrentQNetwork(spec.action_dim, config.hidden, config.rnn_size)
-    tx = make_optimizer(config.lr, config.max_grad_norm)
+    net = q_network(config, spec)
+    tx = make_optimiser(config.lr, config.max_grad_norm)
 
     def update(state: TrainState, batch: SequenceBatch) -> tuple[TrainState, dict]:
         q_target_all = q_sequence(net, state.target_params, batch.obs, config.rnn_size)
@@ -147,9 +121,7 @@ def make_update_step(config: Config, spec: DataSpec):
             q_all = q_sequence(net, params, batch.obs, config.rnn_size)
             return iql_cql_loss(q_all, q_target_all, batch, config.gamma, config.cql_weight)
 
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state, metrics = gradient_step(tx, loss_fn, state.params, state.opt_state)
         target = polyak(state.target_params, params, config.tau)
         return TrainState(params, target, opt_state, state.step + 1), metrics
 
@@ -158,56 +130,28 @@ def make_update_step(config: Config, spec: DataSpec):
 
 def make_init(config: Config, spec: DataSpec):
     """``init(key) -> TrainState``."""
-    net = RecurrentQNetwork(spec.action_dim, config.hidden, config.rnn_size)
-    tx = make_optimizer(config.lr, config.max_grad_norm)
+    net = q_network(config, spec)
+    tx = make_optimiser(config.lr, config.max_grad_norm)
 
     def init(key: Array) -> TrainState:
-        n = spec.num_agents
-        h0 = ScannedRNN.initialize_carry((1, n), config.rnn_size)
-        x = jnp.zeros((1, 1, n, spec.input_dim))
-        params = net.init(key, h0, (x, jnp.zeros((1, 1, n), bool)))
+        params = init_gru_network(net, key, spec, config.rnn_size)
         return TrainState(params, params, tx.init(params), jnp.zeros((), jnp.int32))
 
     return init
 
 
-def make_act(config: Config, spec: DataSpec):
-    """``act(params, hidden, obs [E, N, O'], legal [E, N, A], reset [E], key=None)
-    -> (hidden, actions)``.
-
-    ``params`` are the Q-network's (for QMIX, the agent network's); greedy over legal actions, or
-    Boltzmann over their Q-values when ``key`` is given.
-    """
-    net = RecurrentQNetwork(spec.action_dim, config.hidden, config.rnn_size)
-
-    def act(params: Any, hidden: Array, obs: Array, legal: Array, reset: Array, key=None):
-        resets = jnp.broadcast_to(reset[:, None], obs.shape[:2])[None]
-        hidden, q = net.apply(params, hidden, (obs[None], resets))
-        return hidden, choose(q[0], legal, key)
-
-    return act
+def data_needs(config: Config) -> DataNeeds:
+    """Non-overlapping windows of ``seq_len`` steps; no global state."""
+    return DataNeeds(config.seq_len, 0, False)
 
 
 def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
     """The IQL+CQL bundle the offline trainer runs."""
-    return Algorithm(
-        name="iql-cql",
-        seq_len=config.seq_len,
-        stride=0,
-        batch_size=config.batch_size,
-        init=make_init(config, spec),
-        update=make_update_step(config, spec),
-        params=lambda state: state.params,
-        init_hidden=lambda e: ScannedRNN.initialize_carry((e, spec.num_agents), config.rnn_size),
-        act=make_act(config, spec),
-    )
+    return q_algorithm("iql-cql", config, spec, make_init(config, spec),
+                       make_update_step(config, spec), lambda state: state.params)
 
 
-def make_train(config: Config, spec: DataSpec):
-    """``train(data, key) -> (TrainState, metrics)``: the whole run in memory, one ``lax.scan``
-    (see :func:`marlvault.offline.common.make_memory_train`)."""
-    return make_memory_train(make_algorithm(config, spec), spec, config.num_updates)
+ENTRY = AlgorithmEntry("iql-cql", Config, data_needs, make_algorithm)
 
-
-__all__ = ["Config", "TrainState", "cql_penalty", "double_q_next", "iql_cql_loss",
-           "make_algorithm", "make_init", "make_train", "make_update_step", "polyak", "q_sequence"]
+__all__ = ["ENTRY", "Config", "TrainState", "data_needs", "iql_cql_loss", "make_algorithm",
+           "make_init", "make_update_step"]

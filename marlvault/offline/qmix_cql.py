@@ -1,6 +1,6 @@
 """QMIX with conservative Q-learning (QMIX+CQL), recurrent, discrete actions, global state.
 
-The per-agent GRU Q-network of ``iql_cql.py`` (shared, agent ids in the input) feeds a monotonic
+The per-agent GRU Q-network of ``value.py`` (shared, agent ids in the input) feeds a monotonic
 mixing network whose weights are produced from the global state by hyper-networks::
 
     Q_tot(s, a) = w2(s) . elu(W1(s)^T q(a) + b1(s)) + b2(s),   W1, w2 >= 0 (absolute values)
@@ -20,13 +20,21 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from marlvault.errors import ConfigError, DatasetError
-from marlvault.networks import RecurrentQNetwork, ScannedRNN
-from marlvault.offline import iql_cql
-from marlvault.offline.common import Algorithm, make_memory_train, make_optimizer, masked_mean
+from marlvault.networks import GRUActionNetwork
+from marlvault.offline import iql_cql, value
+from marlvault.offline.common import (
+    Algorithm,
+    AlgorithmEntry,
+    DataNeeds,
+    gradient_step,
+    init_gru_network,
+    masked_mean,
+)
 from marlvault.offline.dataset import DataSpec, SequenceBatch
+from marlvault.offline.value import TrainState
+from marlvault.optim import make_optimiser
 
 Array = jax.Array
 
@@ -49,9 +57,6 @@ class Config(iql_cql.Config):
             )
 
 
-TrainState = iql_cql.TrainState  # params = {"agent": ..., "mixer": ...}
-
-
 class QMixer(nn.Module):
     """Monotonic mixer: (q [..., N], state [..., S]) -> Q_tot [...]."""
 
@@ -72,23 +77,23 @@ class QMixer(nn.Module):
 
 
 class Nets(NamedTuple):
-    agent: RecurrentQNetwork
+    agent: GRUActionNetwork
     mixer: QMixer
 
 
 def qmix_cql_loss(nets: Nets, params: Any, target_params: Any, batch: SequenceBatch,
                   config: Config) -> tuple[Array, dict]:
     """QMIX+CQL loss of one batch of windows (time-major, ``state`` [L+1, K, S])."""
-    q_all = iql_cql.q_sequence(nets.agent, params["agent"], batch.obs, config.rnn_size)
-    q_target_all = iql_cql.q_sequence(nets.agent, target_params["agent"], batch.obs,
-                                      config.rnn_size)
+    q_all = value.q_sequence(nets.agent, params["agent"], batch.obs, config.rnn_size)
+    q_target_all = value.q_sequence(nets.agent, target_params["agent"], batch.obs,
+                                    config.rnn_size)
     q_a = jnp.take_along_axis(q_all[:-1], batch.actions[..., None], axis=-1)[..., 0]
-    v_next = iql_cql.double_q_next(q_all[1:], q_target_all[1:], batch.legal[1:])  # [L, K, N]
+    v_next = value.double_q_next(q_all[1:], q_target_all[1:], batch.legal[1:])  # [L, K, N]
     q_tot = nets.mixer.apply(params["mixer"], q_a, batch.state[:-1])  # [L, K]
     v_tot = nets.mixer.apply(target_params["mixer"], v_next, batch.state[1:])
     y = batch.rewards.mean(axis=-1) + config.gamma * (1.0 - batch.terminal) * v_tot
     td = masked_mean(jnp.square(q_tot - jax.lax.stop_gradient(y)), batch.target_mask)
-    cql = masked_mean(iql_cql.cql_penalty(q_all[:-1], batch.legal[:-1], batch.actions),
+    cql = masked_mean(value.cql_penalty(q_all[:-1], batch.legal[:-1], batch.actions),
                       batch.mask[..., None])
     loss = td + config.cql_weight * cql
     return loss, {"loss": loss, "td_loss": td, "cql_loss": cql,
@@ -101,22 +106,20 @@ def _nets(config: Config, spec: DataSpec) -> Nets:
             "qmix-cql needs the global state 'infos.state' (B, T, S) in the vault, found none; "
             "record with an environment that provides a state, or train iql-cql instead"
         )
-    return Nets(RecurrentQNetwork(spec.action_dim, config.hidden, config.rnn_size),
+    return Nets(value.q_network(config, spec),
                 QMixer(spec.num_agents, config.mixer_embed, config.hyper_hidden))
 
 
 def make_update_step(config: Config, spec: DataSpec):
     """``update(state, batch) -> (state, metrics)`` (pure, jittable)."""
-    nets, tx = _nets(config, spec), make_optimizer(config.lr, config.max_grad_norm)
+    nets, tx = _nets(config, spec), make_optimiser(config.lr, config.max_grad_norm)
 
     def update(state: TrainState, batch: SequenceBatch) -> tuple[TrainState, dict]:
         def loss_fn(params: Any) -> tuple[Array, dict]:
             return qmix_cql_loss(nets, params, state.target_params, batch, config)
 
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        target = iql_cql.polyak(state.target_params, params, config.tau)
+        params, opt_state, metrics = gradient_step(tx, loss_fn, state.params, state.opt_state)
+        target = value.polyak(state.target_params, params, config.tau)
         return TrainState(params, target, opt_state, state.step + 1), metrics
 
     return update
@@ -124,15 +127,13 @@ def make_update_step(config: Config, spec: DataSpec):
 
 def make_init(config: Config, spec: DataSpec):
     """``init(key) -> TrainState``."""
-    nets, tx = _nets(config, spec), make_optimizer(config.lr, config.max_grad_norm)
+    nets, tx = _nets(config, spec), make_optimiser(config.lr, config.max_grad_norm)
 
     def init(key: Array) -> TrainState:
         n = spec.num_agents
         k1, k2 = jax.random.split(key)
-        h0 = ScannedRNN.initialize_carry((1, n), config.rnn_size)
-        x = jnp.zeros((1, 1, n, spec.input_dim))
         params = {
-            "agent": nets.agent.init(k1, h0, (x, jnp.zeros((1, 1, n), bool))),
+            "agent": init_gru_network(nets.agent, k1, spec, config.rnn_size),
             "mixer": nets.mixer.init(k2, jnp.zeros((1, n)), jnp.zeros((1, spec.state_dim))),
         }
         return TrainState(params, params, tx.init(params), jnp.zeros((), jnp.int32))
@@ -140,27 +141,19 @@ def make_init(config: Config, spec: DataSpec):
     return init
 
 
+def data_needs(config: Config) -> DataNeeds:
+    """Non-overlapping windows of ``seq_len`` steps with the global state."""
+    return DataNeeds(config.seq_len, 0, True)
+
+
 def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
     """The QMIX+CQL bundle the offline trainer runs (acting uses the agent network only)."""
     _nets(config, spec)
-    return Algorithm(
-        name="qmix-cql",
-        seq_len=config.seq_len,
-        stride=0,
-        batch_size=config.batch_size,
-        init=make_init(config, spec),
-        update=make_update_step(config, spec),
-        params=lambda state: state.params["agent"],
-        init_hidden=lambda e: ScannedRNN.initialize_carry((e, spec.num_agents), config.rnn_size),
-        act=iql_cql.make_act(config, spec),
-    )
+    return value.q_algorithm("qmix-cql", config, spec, make_init(config, spec),
+                       make_update_step(config, spec), lambda state: state.params["agent"])
 
 
-def make_train(config: Config, spec: DataSpec):
-    """``train(data, key) -> (TrainState, metrics)``: the whole run in memory, one ``lax.scan``
-    (see :func:`marlvault.offline.common.make_memory_train`)."""
-    return make_memory_train(make_algorithm(config, spec), spec, config.num_updates)
+ENTRY = AlgorithmEntry("qmix-cql", Config, data_needs, make_algorithm)
 
-
-__all__ = ["Config", "QMixer", "TrainState", "make_algorithm", "make_init", "make_train",
+__all__ = ["ENTRY", "Config", "QMixer", "TrainState", "data_needs", "make_algorithm", "make_init",
            "make_update_step", "qmix_cql_loss"]

@@ -17,10 +17,10 @@ mean return is the best so far). At the end the best parameters are evaluated on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -28,12 +28,19 @@ import numpy as np
 
 from marlvault import config as cfg
 from marlvault.errors import ConfigError, DatasetError
+from marlvault.evaluation import summarise
+from marlvault.logging import RunInfo
 from marlvault.offline import bc, iql_cql, qmix_cql
-from marlvault.offline.common import Algorithm, make_scan_train
+from marlvault.offline.common import Algorithm, AlgorithmEntry, make_scan_train
 from marlvault.offline.dataset import DatasetConfig, OfflineDataset
-from marlvault.offline.evaluate import make_evaluator, summarise
+from marlvault.offline.evaluate import make_evaluator
+from marlvault.run import RunSession
 
-ALGORITHMS = {"bc": bc, "iql-cql": iql_cql, "qmix-cql": qmix_cql}
+ALGORITHMS: dict[str, AlgorithmEntry] = {
+    e.name: e for e in (bc.ENTRY, iql_cql.ENTRY, qmix_cql.ENTRY)
+}
+"""The registry: a new algorithm is one module ending in ``ENTRY = AlgorithmEntry(...)``, listed
+here."""
 
 
 @dataclass(frozen=True)
@@ -93,42 +100,53 @@ def _logger_default() -> cfg.LoggerConfig:
 
 
 @dataclass(frozen=True)
-class BCRunConfig:
-    """``marlvault offline train bc``."""
+class OfflineRunConfig:
+    """``marlvault offline train ALGO``: the sections every offline run shares.
+
+    ``system`` is the algorithm's own ``Config``; :func:`run_config_class` gives each algorithm
+    its concrete run config (this class with ``system`` typed), e.g. ``BCRunConfig``.
+    """
 
     env: OfflineEnvConfig = field(default_factory=OfflineEnvConfig)
+    """Evaluation environment (default: the vault's)."""
     data: DataConfig = field(default_factory=DataConfig)
+    """Which vault, and how it is read."""
     arch: OfflineArchConfig = field(default_factory=OfflineArchConfig)
+    """Seed and evaluation cadence."""
     logger: cfg.LoggerConfig = field(default_factory=_logger_default)
-    system: bc.Config = field(default_factory=bc.Config)
+    """Run folder, sinks and checkpoints."""
+    system: Any = None
+    """The algorithm's hyper-parameters (its module's ``Config``)."""
 
 
-@dataclass(frozen=True)
-class IQLCQLRunConfig:
-    """``marlvault offline train iql-cql``."""
+@functools.cache
+def run_config_class(algo: str) -> type:
+    """The run config of ``algo``: :class:`OfflineRunConfig` with ``system: <module>.Config``.
 
-    env: OfflineEnvConfig = field(default_factory=OfflineEnvConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    arch: OfflineArchConfig = field(default_factory=OfflineArchConfig)
-    logger: cfg.LoggerConfig = field(default_factory=_logger_default)
-    system: iql_cql.Config = field(default_factory=iql_cql.Config)
-
-
-@dataclass(frozen=True)
-class QMIXCQLRunConfig:
-    """``marlvault offline train qmix-cql``."""
-
-    env: OfflineEnvConfig = field(default_factory=OfflineEnvConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    arch: OfflineArchConfig = field(default_factory=OfflineArchConfig)
-    logger: cfg.LoggerConfig = field(default_factory=_logger_default)
-    system: qmix_cql.Config = field(default_factory=qmix_cql.Config)
+    Named ``<ALGO>RunConfig`` (``BCRunConfig``, ``IQLCQLRunConfig``, ``QMIXCQLRunConfig``) and
+    importable from this module, so checkpoints restore it.
+    """
+    entry = _entry(algo)
+    name = entry.name.upper().replace("-", "") + "RunConfig"
+    cls = dataclasses.make_dataclass(
+        name, [("system", entry.config, field(default_factory=entry.config))],
+        bases=(OfflineRunConfig,), frozen=True,
+        namespace={"__doc__": f"``marlvault offline train {entry.name}``."},
+    )  # fmt: skip
+    cls.__module__ = __name__
+    globals()[name] = cls
+    return cls
 
 
-RUN_CONFIGS = {"bc": BCRunConfig, "iql-cql": IQLCQLRunConfig, "qmix-cql": QMIXCQLRunConfig}
+def __getattr__(name: str) -> type:
+    """``BCRunConfig`` & co. on first access (checkpoints name them)."""
+    for algo in ALGORITHMS:
+        if algo.upper().replace("-", "") + "RunConfig" == name:
+            return run_config_class(algo)
+    raise AttributeError(name)
 
 
-def _algo_module(algo: str) -> Any:
+def _entry(algo: str) -> AlgorithmEntry:
     if algo not in ALGORITHMS:
         raise ConfigError(
             f"offline algorithm {algo!r}: expected one of {sorted(ALGORITHMS)}; fix: e.g. "
@@ -139,17 +157,9 @@ def _algo_module(algo: str) -> Any:
 
 def load_config(algo: str, overrides: Sequence[str] = ()) -> Any:
     """Resolve the run config of ``algo`` from ``key=value`` overrides (``vault=`` included)."""
-    _algo_module(algo)
     items = [f"data.vault={a.partition('=')[2]}" if a.startswith("vault=") else a
              for a in overrides]
-    return cfg.load(RUN_CONFIGS[algo], None, items)
-
-
-def _window(system: Any) -> tuple[int, int]:
-    """(seq_len, stride) of the windows an algorithm config trains on."""
-    if isinstance(system, bc.Config):
-        return system.window_len, (0 if system.recurrent else 1)
-    return system.seq_len, 0
+    return cfg.load(run_config_class(algo), None, items)
 
 
 def open_dataset(algo: str, config: Any) -> OfflineDataset:
@@ -158,16 +168,16 @@ def open_dataset(algo: str, config: Any) -> OfflineDataset:
         raise ConfigError(
             "data.vault: expected the path or URL of a vault, found none; fix: pass vault=PATH"
         )
-    seq_len, stride = _window(config.system)
+    needs = _entry(algo).data_needs(config.system)
     return OfflineDataset(config.data.vault, DatasetConfig(
-        seq_len=seq_len,
-        stride=stride,
+        seq_len=needs.seq_len,
+        stride=needs.stride,
         add_agent_ids=config.data.add_agent_ids,
         mode=config.data.mode,
         memory_budget_bytes=config.data.memory_budget_mb * 1024**2,
         shuffle_windows=config.data.shuffle_windows,
         steps_per_chunk=config.data.steps_per_chunk,
-        need_state=algo == "qmix-cql",
+        need_state=needs.need_state,
     ))
 
 
@@ -219,67 +229,26 @@ class _Updater:
         return state, jax.tree.map(lambda *xs: np.mean(np.stack(xs)), *metrics)
 
 
-def _run_dir(config: Any, algo: str, env: Any) -> Path:
-    name = config.logger.run_name or (
-        f"{algo}_{env.spec.env_name}_{env.spec.scenario}_seed{config.arch.seed}_"
-        f"{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    return Path(config.logger.base_dir) / name
-
-
-def _episodes(metrics: Any) -> dict[str, np.ndarray]:
-    return {"episode_return": np.asarray(metrics.episode_return),
-            "episode_length": np.asarray(metrics.episode_length)}
-
-
-class _Best:
-    """The best evaluation so far and a host copy of its parameters."""
-
-    def __init__(self) -> None:
-        self.ret, self.step, self.params = -np.inf, 0, None
-
-    def offer(self, ret: float, step: int, params: Any) -> bool:
-        if ret <= self.ret and self.params is not None:
-            return False
-        self.ret, self.step, self.params = ret, step, jax.device_get(params)
-        return True
-
-
-def _checkpoint(config: Any, run_dir: Path, tag: str, params: Any, step: int, ret: float) -> None:
-    if config.logger.checkpoint:
-        from marlvault.checkpoint import save_checkpoint
-
-        save_checkpoint(run_dir / "checkpoints", tag, params, config, step=step, return_mean=ret)
-
-
-def _make_logger(config: Any, run_dir: Path, algo: str, env: Any) -> Any:
-    from marlvault.logging import RunInfo, RunLogger
-
-    info = RunInfo(env.spec.env_name, env.spec.scenario, algo, config.arch.seed,
-                   config.system.num_updates)
-    lg = config.logger
-    return RunLogger(run_dir, info, console=lg.console, tensorboard=lg.tensorboard, json=lg.json)
-
-
 def train_offline(algo: str, config: Any = ()) -> dict[str, Any]:
-    """Train ``algo`` (``bc``, ``iql-cql``, ``qmix-cql``) offline and evaluate it online.
+    """Train ``algo`` (a key of :data:`ALGORITHMS`) offline and evaluate it online.
 
     Args:
         algo: the algorithm name.
-        config: its run config (``RUN_CONFIGS[algo]``) or a list of ``key=value`` overrides.
+        config: its run config (:func:`run_config_class`) or a list of ``key=value`` overrides.
 
     Returns:
         a summary: algorithm, env, scenario, vault, dataset mode and size, dataset mean episode
-        return, updates and updates/s (blocks after the first, so without compilation), best evaluation step and return, final evaluation
-        (``final_return_mean``/``std`` over ``arch.final_eval_episodes``), run folder.
+        return, updates and updates/s (blocks after the first, so without compilation), best
+        evaluation step and return, final evaluation (``final_return_mean``/``std`` over
+        ``arch.final_eval_episodes``), run folder.
     """
     if not dataclasses.is_dataclass(config):
         config = load_config(algo, list(config))
     dataset = open_dataset(algo, config)
     env = resolve_env(config, dataset)
-    algorithm = _algo_module(algo).make_algorithm(config.system, dataset.spec)
-    run_dir = _run_dir(config, algo, env)
-    logger = _make_logger(config, run_dir, algo, env)
+    algorithm = _entry(algo).make(config.system, dataset.spec)
+    info = RunInfo(env.spec.env_name, env.spec.scenario, algo, config.arch.seed,
+                   config.system.num_updates)
     evaluators: dict[int, Any] = {}
 
     def evaluator(num_episodes: int) -> Any:
@@ -289,36 +258,31 @@ def train_offline(algo: str, config: Any = ()) -> dict[str, Any]:
                 config.arch.eval_greedy)
         return evaluators[num_episodes]
 
-    try:
-        best, stats = _train_loop(algorithm, dataset, evaluator, config, logger, run_dir)
+    with RunSession(info, config.logger, config) as session:
+        stats = _train_loop(algorithm, dataset, evaluator(config.arch.num_eval_episodes), config,
+                            session)
         final_eval = evaluator(config.arch.final_eval_episodes)
-        final = final_eval(best.params, jax.random.key(config.arch.seed + 1))
-        logger.log_absolute(_episodes(final))
-    finally:
-        logger.close()
-    final_summary = summarise(final)
+        final = final_eval(session.best.params, jax.random.key(config.arch.seed + 1))
+        session.log_absolute(final)
+    summary = summarise(final)
     return {
         "algorithm": algo, "env_name": env.spec.env_name, "scenario": env.spec.scenario,
         "vault": dataset.path, "dataset_mode": dataset.mode, "dataset_bytes": dataset.nbytes,
-        "dataset_return_mean": stats["dataset_return_mean"],
-        "num_updates": stats["num_updates"], "updates_per_second": stats["updates_per_second"],
-        "best_step": best.step, "best_eval_return": best.ret,
-        "final_return_mean": final_summary["return_mean"],
-        "final_return_std": final_summary["return_std"],
-        "final_episodes": config.arch.final_eval_episodes, "run_dir": str(run_dir),
+        **stats, "best_step": session.best.step, "best_eval_return": session.best.ret,
+        "final_return_mean": summary["return_mean"], "final_return_std": summary["return_std"],
+        "final_episodes": config.arch.final_eval_episodes, "run_dir": str(session.run_dir),
     }
 
 
-def _train_loop(algorithm: Algorithm, dataset: OfflineDataset, evaluator: Any, config: Any,
-                logger: Any, run_dir: Path) -> tuple[_Best, dict]:
-    """Blocks of updates, each followed by an evaluation, a log line and checkpoints."""
+def _train_loop(algorithm: Algorithm, dataset: OfflineDataset, evaluate: Any, config: Any,
+                session: RunSession) -> dict[str, float]:
+    """Blocks of updates, each followed by an evaluation handed to the run session."""
     arch, total = config.arch, config.system.num_updates
     blocks = min(arch.num_evaluation, total)
-    evaluate = evaluator(arch.num_eval_episodes)
     updater = _Updater(algorithm, dataset, arch.seed)
     key = jax.random.key(arch.seed)
     key, init_key = jax.random.split(key)
-    state, best, done = algorithm.init(init_key), _Best(), 0
+    state, done = algorithm.init(init_key), 0
     timed = [0, 0.0]  # updates and seconds of the blocks after the first (no compilation)
     for block in range(blocks):
         num = total // blocks + (1 if block < total % blocks else 0)
@@ -331,15 +295,11 @@ def _train_loop(algorithm: Algorithm, dataset: OfflineDataset, evaluator: Any, c
             timed = [timed[0] + num, timed[1] + elapsed]
         done += num
         params = algorithm.params(state)
-        result = evaluate(params, eval_key)
-        ret = float(np.mean(np.asarray(result.episode_return)))
         train = {k: float(v) for k, v in metrics.items()}
-        logger.log(done, num / max(elapsed, 1e-9), _episodes(result), train)
-        _checkpoint(config, run_dir, "last", params, done, ret)
-        if best.offer(ret, done, params):
-            _checkpoint(config, run_dir, "best", params, done, ret)
+        session.evaluated(done, num / max(elapsed, 1e-9), evaluate(params, eval_key), train,
+                          params)
     returns = dataset.episode_returns()
-    return best, {
+    return {
         "num_updates": done,
         "updates_per_second": timed[0] / max(timed[1], 1e-9),
         "dataset_return_mean": float(returns.mean()) if returns.size else float("nan"),

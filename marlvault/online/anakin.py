@@ -70,11 +70,6 @@ def _is_spec(x: Any) -> bool:
     return isinstance(x, P)
 
 
-def spec_like(tree: Any, spec: P) -> Any:
-    """A pytree of ``spec`` with the structure of ``tree`` (for shard_map in/out specs)."""
-    return jax.tree.map(lambda _: spec, tree)
-
-
 def shard_jit(
     fn: Callable, mesh: Mesh, in_specs: Any, out_specs: Any, *, donate: tuple[int, ...] = ()
 ) -> Callable:
@@ -90,12 +85,6 @@ def shard_jit(
         fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False
     )
     return jax.jit(mapped, donate_argnums=donate)
-
-
-def global_env_index(local_envs: int) -> jax.Array:
-    """[B_local] int32 global indices of this device's envs (call inside :func:`shard_jit`)."""
-    start = jax.lax.axis_index(AXIS) * local_envs
-    return start + jax.numpy.arange(local_envs, dtype=jax.numpy.int32)
 
 
 def pmean(x: Any) -> Any:

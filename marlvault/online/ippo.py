@@ -1,5 +1,8 @@
 """IPPO / MAPPO in Anakin style: one jitted learner that scans rollouts and PPO updates.
 
+This module holds the config, the learner state, the rollout and the update; PPO's pure
+functions (GAE, clipped loss, network inputs) are in :mod:`marlvault.online.losses`.
+
 Axis order inside the learner: ``[time, env, agent, ...]`` (``T`` = rollout_length, ``B`` = envs
 on this device, ``N`` agents). One learner call runs ``updates_per_call`` updates in a
 ``lax.scan``; each update
@@ -38,13 +41,16 @@ from marlvault.config import LoggerConfig, require, require_at_least
 from marlvault.envs.base import Array, EnvSpec, TimeStep
 from marlvault.envs.registry import make_env
 from marlvault.envs.vec import VecEnv, VecState
-from marlvault.envs.wrappers import add_agent_ids
 from marlvault.networks import Actor, Critic, MaskedCategorical
 from marlvault.online import anakin
 from marlvault.online.anakin import REPLICATED, SHARDED
 from marlvault.online.config import ArchConfig, EnvConfig, NetworkConfig, RecordConfig
+from marlvault.online.losses import Batch, LossInfo, make_batch, network_inputs, ppo_loss
+from marlvault.optim import linear_decay, make_optimiser
 
 P = jax.sharding.PartitionSpec
+PPO_ADAM_EPS = 1e-5
+"""Adam epsilon of the PPO optimisers (as in PureJaxRL and Mava)."""
 
 
 # --- config --------------------------------------------------------------------------------------
@@ -199,28 +205,6 @@ class Trajectory(NamedTuple):
 TRAJECTORY_SPECS = Trajectory(*([P(None, None, anakin.AXIS)] * 10), update=REPLICATED)
 
 
-class Batch(NamedTuple):
-    """Training samples, leading axes ``[T, B]`` (or a minibatch of them)."""
-
-    actor_in: Array  # [..., N, Fa] float32
-    critic_in: Array  # [..., N, Fc] float32
-    legal: Array  # [..., N, A] bool
-    action: Array  # [..., N] int32
-    log_prob: Array  # [..., N] float32
-    value: Array  # [..., N] float32
-    advantage: Array  # [..., N] float32
-    target: Array  # [..., N] float32
-
-
-class LossInfo(NamedTuple):
-    total_loss: Array  # []
-    actor_loss: Array  # []
-    value_loss: Array  # []
-    entropy: Array  # []
-    approx_kl: Array  # []
-    clip_frac: Array  # []
-
-
 class UpdateMetrics(NamedTuple):
     """Per update (``[U]`` after a learner call), averaged over devices."""
 
@@ -234,114 +218,6 @@ class Networks(NamedTuple):
     critic: nn.Module
 
 
-# --- pure functions ------------------------------------------------------------------------------
-def compute_gae(
-    r_t: Array,
-    v_t: Array,
-    v_tp1: Array,
-    terminated_t: Array,
-    done_t: Array,
-    gamma: float,
-    gae_lambda: float,
-) -> tuple[Array, Array]:
-    """Generalised advantage estimates over a rollout.
-
-    ``delta_t = r_t + gamma * (1 - terminated_t) * v_tp1 - v_t`` and
-    ``A_t = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}``: a termination stops the
-    bootstrap, any episode end (termination or truncation) stops the recursion, and at a
-    truncation ``v_tp1`` must be the value of the true next observation.
-
-    Args:
-        r_t: [T, ...] float32 rewards.
-        v_t: [T, ...] float32 values of the observations acted on.
-        v_tp1: [T, ...] float32 values of the true next observations.
-        terminated_t: [T, ...] bool/float, the step ended the episode by termination.
-        done_t: [T, ...] bool/float, the step ended the episode (terminated or truncated).
-        gamma: discount.
-        gae_lambda: GAE lambda.
-
-    Returns:
-        (advantages, value targets), both [T, ...] float32.
-    """
-    not_term = 1.0 - terminated_t.astype(jnp.float32)
-    not_done = 1.0 - done_t.astype(jnp.float32)
-    delta = r_t + gamma * not_term * v_tp1 - v_t
-
-    def backward(a_tp1: Array, x: tuple[Array, Array]) -> tuple[Array, Array]:
-        delta_t, not_done_t = x
-        a_t = delta_t + gamma * gae_lambda * not_done_t * a_tp1
-        return a_t, a_t
-
-    _, adv = jax.lax.scan(backward, jnp.zeros_like(delta[0]), (delta, not_done), reverse=True)
-    return adv, adv + v_t
-
-
-def ppo_loss(
-    params: Params, batch: Batch, nets: Networks, system: SystemConfig, adv_stats: Array
-) -> tuple[Array, LossInfo]:
-    """Clipped PPO loss of one (mini)batch: policy + ``vf_coef`` * value - ``ent_coef`` * entropy.
-
-    Args:
-        params: actor and critic parameters.
-        batch: samples with any leading axes.
-        nets: the modules.
-        system: clip_eps, ent_coef and vf_coef are read.
-        adv_stats: [2] float32 mean and std used to normalise the advantages (the whole
-            minibatch's, over all devices).
-
-    Returns:
-        the scalar loss and its parts (means over the local samples).
-    """
-    logits = nets.actor.apply(params.actor, batch.actor_in)
-    dist = MaskedCategorical.from_logits(logits, batch.legal)
-    log_prob = dist.log_prob(batch.action)
-    log_ratio = log_prob - batch.log_prob
-    ratio = jnp.exp(log_ratio)
-    adv = (batch.advantage - adv_stats[0]) / (adv_stats[1] + 1e-8)
-    clipped = jnp.clip(ratio, 1.0 - system.clip_eps, 1.0 + system.clip_eps)
-    policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
-    entropy = jnp.mean(dist.entropy())
-
-    value = nets.critic.apply(params.critic, batch.critic_in)
-    v_clipped = batch.value + jnp.clip(value - batch.value, -system.clip_eps, system.clip_eps)
-    value_loss = 0.5 * jnp.mean(
-        jnp.maximum(jnp.square(value - batch.target), jnp.square(v_clipped - batch.target))
-    )
-    actor_loss = policy_loss - system.ent_coef * entropy
-    total = actor_loss + system.vf_coef * value_loss
-    info = LossInfo(
-        total_loss=total,
-        actor_loss=policy_loss,
-        value_loss=value_loss,
-        entropy=entropy,
-        approx_kl=jnp.mean((ratio - 1.0) - log_ratio),
-        clip_frac=jnp.mean((jnp.abs(ratio - 1.0) > system.clip_eps).astype(jnp.float32)),
-    )
-    return total, info
-
-
-def actor_input(obs: Array, system: SystemConfig) -> Array:
-    """Actor input from raw ``obs`` [..., N, O]: [..., N, O(+N)]."""
-    return add_agent_ids(obs) if system.add_agent_ids else obs
-
-
-def network_inputs(
-    obs: Array, state: Array, system: SystemConfig
-) -> tuple[Array, Array]:
-    """Actor and critic inputs from raw ``obs`` [..., N, O] and ``state`` [..., S].
-
-    Returns:
-        ([..., N, O(+N)], [..., N, O(+N)] or [..., N, S(+N)] for the centralised critic).
-    """
-    n = obs.shape[-2]
-    critic_in = obs
-    if system.centralised_critic:
-        critic_in = jnp.broadcast_to(state[..., None, :], (*state.shape[:-1], n, state.shape[-1]))
-    if system.add_agent_ids:
-        return add_agent_ids(obs), add_agent_ids(critic_in)
-    return obs, critic_in
-
-
 # --- learner -------------------------------------------------------------------------------------
 def make_networks(spec: EnvSpec, config: Config) -> Networks:
     """The actor and critic modules for ``spec``."""
@@ -351,14 +227,17 @@ def make_networks(spec: EnvSpec, config: Config) -> Networks:
     )
 
 
-def make_optimiser(config: Config) -> optax.GradientTransformation:
-    """Global-norm clipping then Adam (eps 1e-5), optionally with a linearly decaying rate."""
+def learning_rate(config: Config) -> float | optax.Schedule:
+    """``system.lr``, or with ``decay_lr`` a linear decay to 0 over all minibatch steps."""
     system = config.system
-    lr: float | optax.Schedule = system.lr
-    if system.decay_lr:
-        steps = config.num_updates * system.ppo_epochs * system.num_minibatches
-        lr = optax.linear_schedule(system.lr, 0.0, steps)
-    return optax.chain(optax.clip_by_global_norm(system.max_grad_norm), optax.adam(lr, eps=1e-5))
+    if not system.decay_lr:
+        return system.lr
+    return linear_decay(system.lr, config.num_updates * system.ppo_epochs * system.num_minibatches)
+
+
+def _optimiser(config: Config) -> optax.GradientTransformation:
+    """The one optimiser factory with PPO's Adam eps (1e-5)."""
+    return make_optimiser(learning_rate(config), config.system.max_grad_norm, eps=PPO_ADAM_EPS)
 
 
 def _final_state(spec: EnvSpec, final_obs: Array, state: Array) -> Array:
@@ -417,22 +296,6 @@ def make_rollout(
     return rollout
 
 
-def _batch(traj: Transition, last_value: Array, system: SystemConfig) -> Batch:
-    """GAE and network inputs for a rollout."""
-    next_value = jnp.concatenate([traj.value[1:], last_value[None]], axis=0)
-    trunc = traj.truncated[..., None]
-    v_tp1 = jnp.where(trunc, traj.final_value, next_value)
-    term = jnp.broadcast_to(traj.terminated[..., None], traj.reward.shape)
-    done = jnp.broadcast_to((traj.terminated | traj.truncated)[..., None], traj.reward.shape)
-    adv, target = compute_gae(
-        traj.reward, traj.value, v_tp1, term, done, system.gamma, system.gae_lambda
-    )
-    actor_in, critic_in = network_inputs(traj.obs, traj.state, system)
-    return Batch(
-        actor_in, critic_in, traj.legal, traj.action, traj.log_prob, traj.value, adv, target
-    )
-
-
 def make_update_step(
     vec: VecEnv, nets: Networks, config: Config, return_trajectories: bool = False
 ) -> Callable[[LearnerState, Any], tuple[LearnerState, tuple[UpdateMetrics, Any]]]:
@@ -441,7 +304,7 @@ def make_update_step(
     Must run inside :func:`anakin.shard_jit` (it uses ``pmean`` over the env axis).
     """
     system = config.system
-    opt = make_optimiser(config)
+    opt = _optimiser(config)
     rollout = make_rollout(vec, nets, config)
     t, m = system.rollout_length, system.num_minibatches
 
@@ -465,7 +328,7 @@ def make_update_step(
 
     def update_step(state: LearnerState, _: Any):
         state, traj, (last_value, ep) = rollout(state.params, state)
-        batch = _batch(traj, last_value, system)
+        batch = make_batch(traj, last_value, system)
         learner_key, epoch_key = jax.random.split(state.learner_key)
         keys = jax.random.split(epoch_key, system.ppo_epochs)
         (params, opt_states), info = jax.lax.scan(
@@ -553,7 +416,7 @@ def make_train(
 
 
 def _make_init(vec: VecEnv, nets: Networks, config: Config, mesh) -> Callable:
-    opt = make_optimiser(config)
+    opt = _optimiser(config)
 
     @jax.jit
     def init_global(key: Array) -> LearnerState:

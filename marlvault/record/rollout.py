@@ -105,13 +105,13 @@ class RolloutResult(NamedTuple):
 
 def make_actor(policy_config: Any, spec: EnvSpec, params: Any):
     """``logits(obs [B, N, O] raw) -> [B, N, A]`` of a saved IPPO/MAPPO actor."""
-    from marlvault.online import ippo
+    from marlvault.online import ippo, losses
 
     nets = ippo.make_networks(spec, policy_config)
     actor_params = params["actor"] if isinstance(params, dict) and "actor" in params else params
 
     def logits(obs: Array) -> Array:
-        return nets.actor.apply(actor_params, ippo.actor_input(obs, policy_config.system))
+        return nets.actor.apply(actor_params, losses.actor_input(obs, policy_config.system))
 
     return logits
 

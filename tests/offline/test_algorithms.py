@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from marlvault.errors import DatasetError
-from marlvault.offline import bc, iql_cql, qmix_cql
+from marlvault.offline import bc, iql_cql, qmix_cql, value
 from marlvault.offline import dataset as ds
 from marlvault.offline.common import make_scan_train
 
@@ -34,12 +34,13 @@ def _run(module, config, tree):
 @pytest.mark.parametrize("recurrent", [False, True])
 def test_bc_loss_decreases(recurrent):
     config = bc.Config(recurrent=recurrent, **{**TINY, "lr": 3e-3})
-    algo, state, m0, m1 = _run(bc, config, synthetic_tree())
+    tree = synthetic_tree()
+    algo, state, m0, m1 = _run(bc, config, tree)
     assert float(m1["loss"]) < 0.7 * float(m0["loss"])
     assert float(m1["accuracy"]) > 0.7
     assert float(m1["illegal_actions"]) == 0.0
     # greedy acting never picks the illegal last action
-    obs = np.random.default_rng(1).normal(size=(5, 2, algo_input(config))).astype(np.float32)
+    obs = np.random.default_rng(1).normal(size=(5, 2, algo_input(tree))).astype(np.float32)
     legal = np.ones((5, 2, 4), np.float32)
     legal[..., 3] = 0
     hidden = algo.init_hidden(5)
@@ -53,8 +54,11 @@ def test_bc_loss_decreases(recurrent):
         assert act.shape == (5, 2) and int(act.max()) < 3
 
 
-def algo_input(config):
-    return 3 + 4 + 2  # O + A raw features + N agent ids
+def algo_input(tree):
+    """Per-agent network input size: the tree's raw observation size plus N agent ids."""
+    _, _, n, o = tree["observations"].shape
+    assert ds.spec_from_tree(tree, "<test>", 1, True).input_dim == o + n
+    return o + n
 
 
 def test_iql_cql_loss_decreases():
@@ -78,8 +82,8 @@ def test_qmix_cql_loss_decreases_and_needs_state():
 def test_cql_penalty_ignores_illegal_actions():
     q = np.array([[1.0, 2.0, 100.0]], np.float32)
     legal = np.array([[1.0, 1.0, 0.0]], np.float32)
-    pen = iql_cql.cql_penalty(q, legal, np.array([1]))
+    pen = value.cql_penalty(q, legal, np.array([1]))
     np.testing.assert_allclose(pen, np.log(np.exp(1.0) + np.exp(2.0)) - 2.0, rtol=1e-5)
     # the double-Q arg-max skips the illegal action too
-    v = iql_cql.double_q_next(q, q * 10, legal)
+    v = value.double_q_next(q, q * 10, legal)
     np.testing.assert_allclose(v, [20.0])

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from marlvault.cli import app
 from marlvault.envs import make_env
-from marlvault.offline import rollouts
+
+from . import rollouts
 
 runner = CliRunner()
 

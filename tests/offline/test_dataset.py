@@ -73,11 +73,10 @@ def test_transitions_and_agent_ids():
     w = wins[(1, 2)]
     assert w.obs.shape == (2, N, O + N)
     np.testing.assert_array_equal(w.obs[0, :, O:], np.eye(N))
-    batch = ds.SequenceBatch(*(x[:, None] for x in w))  # [L, K=1, ...]
-    tr = ds.as_transitions(batch)
-    np.testing.assert_allclose(tr.next_obs[0, :, 0], [103, 103.1])
-    np.testing.assert_allclose(tr.next_state[0], 103.0)
-    assert tr.legal.shape == (1, N, A)
+    # a transition is a window of one step: position 1 holds its next observation and state
+    np.testing.assert_allclose(w.obs[1, :, 0], [103, 103.1])
+    np.testing.assert_allclose(w.state[1], 103.0)
+    assert w.legal.shape == (2, N, A) and w.actions.shape == (1, N)
 
 
 def test_streaming_cuts_the_same_windows_as_memory():

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from marlvault.online import ippo
+from marlvault.online import ippo, losses
 
 from .helpers import forced_devices_env, tiny_config
 
@@ -46,7 +46,7 @@ def test_gae_matches_per_step_computation_with_terminal_and_truncation():
     trunc = np.zeros(t_len, bool)
     term[3] = True
     trunc[7] = True
-    adv, target = ippo.compute_gae(
+    adv, target = losses.compute_gae(
         jnp.asarray(r, jnp.float32), jnp.asarray(v, jnp.float32),
         jnp.asarray(v_next, jnp.float32), jnp.asarray(term), jnp.asarray(term | trunc), gamma, lam,
     )  # fmt: skip
@@ -63,7 +63,7 @@ def test_gae_broadcasts_over_env_and_agent_axes():
     shape = (6, 3, 2)
     r, v, vn = (jnp.asarray(rng.normal(size=shape), jnp.float32) for _ in range(3))
     done = jnp.zeros(shape, bool).at[2, 1].set(True)
-    adv, _ = ippo.compute_gae(r, v, vn, done, done, 0.99, 0.95)
+    adv, _ = losses.compute_gae(r, v, vn, done, done, 0.99, 0.95)
     ref, _ = _gae_reference(np.asarray(r[:, 1, 0]), np.asarray(v[:, 1, 0]),
                             np.asarray(vn[:, 1, 0]), np.asarray(done[:, 1, 0]),
                             np.zeros(6, bool), 0.99, 0.95)  # fmt: skip
