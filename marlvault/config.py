@@ -14,7 +14,8 @@ Every value is coerced to its field's type (``2e6`` -> ``int`` 2000000, ``128,12
 and the valid keys. :func:`to_dict` / :func:`from_dict` round-trip a resolved config through plain
 JSON-able dicts (vault metadata, checkpoints).
 
-This module is the engine only (plus the ``logger`` section every run has). Online sections live in
+This module is the engine only. The ``logger`` section every run has lives in :mod:`marlvault.run`,
+online sections in
 :mod:`marlvault.online.config`, offline ones in :mod:`marlvault.offline.train`; each algorithm
 module defines its own ``system`` section and top-level ``Config``.
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,24 +46,6 @@ _FALSE = {"false", "0", "no", "off"}
 _NONE = {"none", "null", "~", ""}
 ENV_SHORTCUTS = {"env": "env.env_name", "scenario": "env.scenario"}
 """Bare keys accepted on the command line and what they stand for."""
-
-
-@dataclass(frozen=True)
-class LoggerConfig:
-    """Where and how the run reports."""
-
-    base_dir: str = "results"
-    """Directory under which the run's folder (logs, JSON, checkpoints) is created."""
-    run_name: str | None = None
-    """Name of the run folder; default ``<algo>_<env>_<scenario>_seed<seed>``."""
-    console: bool = True
-    """Progress bar and one line per evaluation on the console."""
-    tensorboard: bool = True
-    """Write TensorBoard event files."""
-    json: bool = True
-    """Write marl-eval JSON (``metrics.json``)."""
-    checkpoint: bool = True
-    """Save orbax checkpoints of the best and the last parameters."""
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -117,14 +99,23 @@ class KeyDoc:
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """``{field: first docstring paragraph}`` of a dataclass (the string literal under each field)."""
+    """``{field: first docstring paragraph}`` of a dataclass and its bases (the string literal
+    under each field)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
     import ast
     import inspect
     import textwrap
 
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError):  # no source (frozen app, REPL): keys without descriptions
+    except (OSError, TypeError):  # no source (generated class, frozen app): no descriptions
         return {}
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
     docs: dict[str, str] = {}
@@ -136,15 +127,22 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def describe_keys(cls: type, prefix: str = "") -> list[KeyDoc]:
-    """Every key of a config class (sections recursed into) with type, default and meaning."""
+def describe_keys(cls: type, prefix: str = "", default: Any = None) -> list[KeyDoc]:
+    """Every key of a config class (sections recursed into) with type, default and meaning.
+
+    ``default`` is the instance whose values are shown (a section's ``default_factory`` result
+    when recursing, so a run config's own defaults for a shared section show, not the section's).
+    """
     rows: list[KeyDoc] = []
     hints, docs = _hints(cls), field_docs(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if default is not None:
+            value = getattr(default, f.name)
+        else:
+            value = f.default_factory() if f.default is dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(tp):
-            rows += describe_keys(tp, f"{prefix}{f.name}.")
+            rows += describe_keys(tp, f"{prefix}{f.name}.", value)
         else:
             rows.append(KeyDoc(prefix + f.name, _type_name(tp), _render(value),
                                docs.get(f.name, "")))
@@ -365,7 +363,6 @@ def env_presets() -> list[str]:
 
 
 __all__ = [
-    "LoggerConfig",
     "coerce",
     "KeyDoc",
     "describe_keys",

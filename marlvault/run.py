@@ -23,6 +23,7 @@ The evaluation loop itself is :func:`marlvault.evaluation.first_episodes`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,25 @@ import jax
 from marlvault.checkpoint import save_checkpoint
 from marlvault.evaluation import EvalMetrics, episode_dict, summarise
 from marlvault.logging import RunInfo, RunLogger
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    """Where and how the run reports."""
+
+    base_dir: str = "results"
+    """Directory under which the run's folder (logs, JSON, checkpoints) is created."""
+    run_name: str | None = None
+    """Name of the run folder; default ``<algo>_<env>_<scenario>_seed<seed>``."""
+    console: bool = True
+    """Progress bar and one line per evaluation on the console."""
+    tensorboard: bool = True
+    """Write TensorBoard event files."""
+    json: bool = True
+    """Write marl-eval JSON (``metrics.json``)."""
+    checkpoint: bool = True
+    """Save orbax checkpoints of the best and the last parameters."""
+
 
 
 def run_dir(logger: Any, info: RunInfo) -> Path:

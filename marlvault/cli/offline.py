@@ -1,24 +1,19 @@
-"""``marlvault offline train bc|iql-cql|qmix-cql vault=PATH [KEY=VALUE ...]``.
+"""``marlvault offline train ALGO vault=PATH [KEY=VALUE ...]``.
 
 A thin layer over :func:`marlvault.offline.train.train_offline`: parse overrides into the run
-config, train, print the summary. Every :class:`MarlvaultError` becomes one line on stderr and
-its class's exit code.
+config, train, print the summary. The ``ALGO`` commands come from the algorithm registry
+(``marlvault.offline.train.ALGORITHMS``) when ``offline train`` is used, so a new algorithm needs
+no change here and importing the CLI does not import JAX.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
-from marlvault.cli._errors import user_errors
-
-offline_app = typer.Typer(
-    help="Train offline MARL (BC, IQL+CQL, QMIX+CQL) from a vault and evaluate it online.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-train_app = typer.Typer(
-    help="Train an offline algorithm on a vault.", no_args_is_help=True, add_completion=False
-)
+from marlvault.cli._help import keys_help_command
 
 _HELP = ("vault=PATH and config overrides KEY=VALUE, e.g. vault=vaults/lbf.vlt system.num_updates="
          "5000 system.recurrent=true env=lbf scenario=8x8-2p-2f-coop")
@@ -27,8 +22,7 @@ _HELP = ("vault=PATH and config overrides KEY=VALUE, e.g. vault=vaults/lbf.vlt s
 def _run(algo: str, overrides: list[str]) -> None:
     from marlvault.offline.train import train_offline
 
-    with user_errors():
-        s = train_offline(algo, overrides)
+    s = train_offline(algo, overrides)
     typer.echo(
         f"\n{s['algorithm']} {s['env_name']}/{s['scenario']} on {s['vault']} "
         f"({s['dataset_mode']}, dataset mean return {s['dataset_return_mean']:.3f}) done:\n"
@@ -39,29 +33,56 @@ def _run(algo: str, overrides: list[str]) -> None:
     )
 
 
-def bc_command(overrides: list[str] = typer.Argument(None, help=_HELP, show_default=False)) -> None:
-    """Behaviour cloning (system.recurrent=true for a GRU policy)."""
-    _run("bc", overrides or [])
+def _keys_help(algo: str) -> str:
+    from marlvault.config import keys_table
+    from marlvault.offline.train import run_config_class
+
+    return "  vault=PATH is a shortcut for data.vault.\n" + keys_table(run_config_class(algo))
 
 
-def iql_cql_command(
-    overrides: list[str] = typer.Argument(None, help=_HELP, show_default=False),
-) -> None:
-    """Recurrent independent Q-learning with CQL (double Q, target network)."""
-    _run("iql-cql", overrides or [])
+def _algorithm_command(name: str, summary: str) -> Any:
+    """The click command of one registered algorithm."""
+    sub = typer.Typer(add_completion=False)
+
+    def command(
+        overrides: list[str] = typer.Argument(None, help=_HELP, show_default=False),
+    ) -> None:
+        _run(name, overrides or [])
+
+    command.__doc__ = summary
+    sub.command(name, cls=keys_help_command(lambda: _keys_help(name)))(command)
+    return typer.main.get_command(sub)
 
 
-def qmix_cql_command(
-    overrides: list[str] = typer.Argument(None, help=_HELP, show_default=False),
-) -> None:
-    """Recurrent QMIX with CQL (needs infos.state in the vault)."""
-    _run("qmix-cql", overrides or [])
+class AlgorithmsGroup(TyperGroup):
+    """``offline train``: one subcommand per entry of the algorithm registry, built on demand."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        from marlvault.offline.train import ALGORITHMS
+
+        return list(ALGORITHMS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        from marlvault.offline.train import ALGORITHMS
+
+        entry = ALGORITHMS.get(cmd_name)
+        return None if entry is None else _algorithm_command(entry.name, entry.summary)
+
+
+offline_app = typer.Typer(
+    help="Train offline MARL (BC, IQL+CQL, QMIX+CQL) from a vault and evaluate it online.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+train_app = typer.Typer(
+    cls=AlgorithmsGroup,
+    help="Train an offline algorithm on a vault.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 def register(app: typer.Typer) -> None:
     """Attach ``offline train ...`` to the root command."""
-    train_app.command("bc")(bc_command)
-    train_app.command("iql-cql")(iql_cql_command)
-    train_app.command("qmix-cql")(qmix_cql_command)
     offline_app.add_typer(train_app, name="train")
     app.add_typer(offline_app, name="offline")

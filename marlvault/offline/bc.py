@@ -184,7 +184,8 @@ def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
     )
 
 
-ENTRY = AlgorithmEntry("bc", Config, data_needs, make_algorithm)
+ENTRY = AlgorithmEntry("bc", Config, data_needs, make_algorithm,
+                       "Behaviour cloning (system.recurrent=true for a GRU policy).")
 
 __all__ = ["ENTRY", "Config", "TrainState", "bc_loss", "data_needs", "make_algorithm", "make_init",
            "make_update_step", "policy_logits"]

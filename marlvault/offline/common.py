@@ -55,6 +55,7 @@ class AlgorithmEntry(NamedTuple):
     config: type  # its frozen ``Config`` dataclass: the run config's ``system`` section
     data_needs: Callable[[Any], DataNeeds]  # config -> windows and state it trains on
     make: Callable[[Any, DataSpec], Algorithm]  # (config, spec) -> the bundle
+    summary: str = ""  # one line for ``marlvault offline train --help``
 
 
 def masked_mean(x: Array, mask: Array) -> Array:

@@ -151,7 +151,8 @@ def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
                        make_update_step(config, spec), lambda state: state.params)
 
 
-ENTRY = AlgorithmEntry("iql-cql", Config, data_needs, make_algorithm)
+ENTRY = AlgorithmEntry("iql-cql", Config, data_needs, make_algorithm,
+                       "Recurrent independent Q-learning with CQL (double Q, target network).")
 
 __all__ = ["ENTRY", "Config", "TrainState", "data_needs", "iql_cql_loss", "make_algorithm",
            "make_init", "make_update_step"]

@@ -153,7 +153,8 @@ def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
                        make_update_step(config, spec), lambda state: state.params["agent"])
 
 
-ENTRY = AlgorithmEntry("qmix-cql", Config, data_needs, make_algorithm)
+ENTRY = AlgorithmEntry("qmix-cql", Config, data_needs, make_algorithm,
+                       "Recurrent QMIX with CQL (needs infos.state in the vault).")
 
 __all__ = ["ENTRY", "Config", "QMixer", "TrainState", "data_needs", "make_algorithm", "make_init",
            "make_update_step", "qmix_cql_loss"]

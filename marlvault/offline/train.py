@@ -34,7 +34,7 @@ from marlvault.offline import bc, iql_cql, qmix_cql
 from marlvault.offline.common import Algorithm, AlgorithmEntry, make_scan_train
 from marlvault.offline.dataset import DatasetConfig, OfflineDataset
 from marlvault.offline.evaluate import make_evaluator
-from marlvault.run import RunSession
+from marlvault.run import LoggerConfig, RunSession
 
 ALGORITHMS: dict[str, AlgorithmEntry] = {
     e.name: e for e in (bc.ENTRY, iql_cql.ENTRY, qmix_cql.ENTRY)
@@ -95,8 +95,8 @@ class OfflineArchConfig:
             raise ConfigError(f"arch.eval_epsilon: expected in [0, 1], got {self.eval_epsilon}")
 
 
-def _logger_default() -> cfg.LoggerConfig:
-    return cfg.LoggerConfig(base_dir="results/offline")
+def _logger_default() -> LoggerConfig:
+    return LoggerConfig(base_dir="results/offline")
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class OfflineRunConfig:
     """Which vault, and how it is read."""
     arch: OfflineArchConfig = field(default_factory=OfflineArchConfig)
     """Seed and evaluation cadence."""
-    logger: cfg.LoggerConfig = field(default_factory=_logger_default)
+    logger: LoggerConfig = field(default_factory=_logger_default)
     """Run folder, sinks and checkpoints."""
     system: Any = None
     """The algorithm's hyper-parameters (its module's ``Config``)."""

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from marlvault.config import LoggerConfig, require, require_at_least
+from marlvault.config import require, require_at_least
 from marlvault.envs.base import Array, EnvSpec, TimeStep
 from marlvault.envs.registry import make_env
 from marlvault.envs.vec import VecEnv, VecState
@@ -47,6 +47,7 @@ from marlvault.online.anakin import REPLICATED, SHARDED
 from marlvault.online.config import ArchConfig, EnvConfig, NetworkConfig, RecordConfig
 from marlvault.online.losses import Batch, LossInfo, make_batch, network_inputs, ppo_loss
 from marlvault.optim import linear_decay, make_optimiser
+from marlvault.run import LoggerConfig
 
 P = jax.sharding.PartitionSpec
 PPO_ADAM_EPS = 1e-5

@@ -53,3 +53,17 @@ def test_errors_map_to_exit_codes(lbf_vault, tmp_path):
     assert result.exit_code == 40 and "agents" in result.output
     result = runner.invoke(app, ["offline", "train", "bc", f"vault={tmp_path / 'none'}"])
     assert result.exit_code == 11
+
+
+def test_help_lists_every_algorithm_and_its_keys():
+    from marlvault.offline.train import ALGORITHMS
+
+    listing = runner.invoke(app, ["offline", "train", "--help"])
+    assert listing.exit_code == 0
+    assert all(name in listing.output for name in ALGORITHMS)
+    for name in ALGORITHMS:
+        lines = runner.invoke(app, ["offline", "train", name, "--help"]).output.splitlines()
+        (line,) = [x for x in lines if x.split()[:1] == ["system.num_updates"]]
+        assert "int = " in line and "updates" in line.split("=", 1)[1]
+        (line,) = [x for x in lines if x.split()[:1] == ["logger.base_dir"]]
+        assert "str = results/offline" in line  # the offline run's own default, not the section's
