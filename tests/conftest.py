@@ -3,13 +3,35 @@
 The default session runs on the devices JAX finds (one CPU here). Tests that need several devices
 start a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (fixture
 ``multi_device_env``), so that forcing devices never changes what the other tests see.
+
+Compilation is what most tests spend their time on, and many compile the same tiny learners
+(in this process, in CLI subprocesses and in 4-device workers). JAX's persistent compilation cache
+is pointed at a folder made fresh for each session (inherited by subprocesses through the
+environment), so each program compiles once per session and no state survives between sessions.
+Set ``JAX_COMPILATION_CACHE_DIR`` yourself to keep a cache across sessions.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="marlvault-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+else:
+    _CACHE = None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Removes this session's compilation cache."""
+    del session, exitstatus
+    if _CACHE is not None:
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture
