@@ -19,10 +19,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from marlvault.errors import DatasetError
+from marlvault.schema import REWARDS as REWARD_KEY
+from marlvault.schema import TERMINALS as TERMINAL_KEY
+from marlvault.schema import TRUNCATIONS as TRUNCATION_KEY
 from marlvault.tools._common import (
-    REWARD_KEY,
-    TERMINAL_KEY,
-    TRUNCATION_KEY,
     iter_flat_chunks,
     open_vault,
     row_lengths,

@@ -23,7 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from marlvault.errors import NotAVaultError, VaultCorruptError, VaultVersionError
+from marlvault import schema
+from marlvault.errors import (
+    NotAVaultError,
+    SchemaMismatchError,
+    VaultCorruptError,
+    VaultVersionError,
+)
+from marlvault.tree import flatten, unflatten
 
 METADATA_FILE = "metadata.json"
 LOCK_FILE = "marlvault.lock"
@@ -50,10 +57,11 @@ DEFAULT_COMPRESSION: dict[str, Any] = {
 CHUNK_TARGET_BYTES = 4 << 20
 """Target uncompressed size of one chunk of the largest leaf."""
 
-# Keys the episode index reads (first match wins), see docs/FORMAT.md.
-TERMINAL_KEYS = ("terminals", "terminal", "terminated", "dones", "done")
-TRUNCATION_KEYS = ("truncations", "truncation", "truncated")
-REWARD_KEYS = ("rewards", "reward")
+# Keys the episode index reads (first match wins): the schema's key, then the aliases that
+# foreign (flashbax / OG-MARL-era) vaults use; see docs/FORMAT.md.
+TERMINAL_KEYS = (schema.TERMINALS, "terminal", "terminated", "dones", "done")
+TRUNCATION_KEYS = (schema.TRUNCATIONS, "truncation", "truncated")
+REWARD_KEYS = (schema.REWARDS, "reward")
 
 ROW_LENGTHS_KEY = "row_lengths"
 """Key under ``"marlvault"``: ``[B]`` valid steps per row; steps at or beyond are padding."""
@@ -95,30 +103,6 @@ class VaultMeta:
         """Our keys (empty for vaults written by flashbax)."""
         value = self.raw.get("marlvault")
         return value if isinstance(value, dict) else {}
-
-
-def flatten_nested(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested dicts into ``{"a.b": leaf}``."""
-    out: dict[str, Any] = {}
-    for name, value in tree.items():
-        key = f"{prefix}{name}"
-        if isinstance(value, dict):
-            out.update(flatten_nested(value, key + "."))
-        else:
-            out[key] = value
-    return out
-
-
-def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    """Inverse of :func:`flatten_nested`."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
 
 
 def build_metadata(
@@ -172,6 +156,19 @@ def _parse_leaf(path: str, key: str, shape_str: Any, dtype_str: Any) -> tuple[in
     return shape[0], LeafSpec(key=key, shape=tuple(shape[2:]), dtype=dtype)
 
 
+def _flat_structure(path: str, tree: Any) -> dict[str, Any]:
+    """``{"a.b": shape or dtype string}`` of a ``structure_*`` entry (empty unless a dict)."""
+    if not isinstance(tree, dict):
+        return {}
+    try:
+        return flatten(tree)
+    except SchemaMismatchError as err:
+        raise VaultCorruptError(
+            f"{path}/{METADATA_FILE}: expected structure keys without '.', found otherwise "
+            f"({err}); fix: restore metadata.json"
+        ) from None
+
+
 def parse_metadata(path: str, data: bytes) -> VaultMeta:
     """Parse and validate ``metadata.json``.
 
@@ -197,11 +194,8 @@ def parse_metadata(path: str, data: bytes) -> VaultMeta:
             f"{path}/{METADATA_FILE}: expected format version {int(FLASHBAX_VERSION)}.x, found "
             f"{version} (written by a newer tool); fix: upgrade marlvault"
         )
-    shapes = (
-        flatten_nested(raw["structure_shape"]) if isinstance(raw["structure_shape"], dict) else {}
-    )
-    dtypes_raw = raw.get("structure_dtype")
-    dtypes = flatten_nested(dtypes_raw) if isinstance(dtypes_raw, dict) else {}
+    shapes = _flat_structure(path, raw["structure_shape"])
+    dtypes = _flat_structure(path, raw.get("structure_dtype"))
     if not shapes or set(shapes) != set(dtypes):
         raise VaultCorruptError(
             f"{path}/{METADATA_FILE}: expected the same leaves in structure_shape and "

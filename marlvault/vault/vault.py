@@ -38,6 +38,7 @@ from marlvault.errors import (
     VaultRangeError,
     VaultReadOnlyError,
 )
+from marlvault.tree import flatten, unflatten
 from marlvault.vault import episodes as ep
 from marlvault.vault import format as fmt
 from marlvault.vault.lock import WriterLock
@@ -53,30 +54,8 @@ CODECS: dict[str, dict[str, Any] | None] = {
 """Named codecs accepted by ``compression=`` (a zarr v2 compressor dict is accepted too)."""
 
 
-def _key_name(entry: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(entry, attr):
-            return str(getattr(entry, attr))
-    return str(entry)
-
-
-def flatten_tree(tree: Any) -> dict[str, Any]:
-    """Flatten any pytree (nested dicts, NamedTuples, dataclasses) into ``{"a.b": leaf}``."""
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    out: dict[str, Any] = {}
-    for path, leaf in leaves:
-        names = [_key_name(p) for p in path]
-        if not names or any("." in n or not n for n in names):
-            raise SchemaMismatchError(
-                f"leaf path {names!r}: expected non-empty names without '.', found otherwise; "
-                "fix: rename the keys of the experience pytree"
-            )
-        out[".".join(names)] = leaf
-    return out
-
-
 def _structure_from_example(where: str, example: Any) -> tuple[int, tuple[fmt.LeafSpec, ...]]:
-    flat = flatten_tree(example)
+    flat = flatten(example)
     if not flat:
         raise SchemaMismatchError(f"{where}: expected at least one leaf in the example, found none")
     rows, leaves = set(), []
@@ -371,7 +350,7 @@ class Vault:
     @property
     def structure(self) -> dict[str, Any]:
         """Nested dicts of ``ShapeDtypeStruct`` per time step (no B, T; B is :attr:`num_rows`)."""
-        return fmt.unflatten(self.flat_structure)
+        return unflatten(self.flat_structure)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -508,7 +487,7 @@ class Vault:
             )
 
     def _check_batch(self, batch: Any) -> tuple[dict[str, np.ndarray], int]:
-        flat = flatten_tree(batch)
+        flat = flatten(batch)
         want, got = set(self._leaves), set(flat)
         if want != got:
             raise SchemaMismatchError(
@@ -698,7 +677,7 @@ class Vault:
         Returns:
             Nested dicts of numpy arrays shaped ``(B', T', ...)``.
         """
-        return fmt.unflatten(self.read_flat(start, stop, rows, keys))
+        return unflatten(self.read_flat(start, stop, rows, keys))
 
     def iter_chunks(
         self, steps_per_chunk: int | None = None, rows=None, keys=None, *, flat: bool = False
@@ -722,7 +701,7 @@ class Vault:
             current = pending
             pending = issue(a + step) if a + step < end else None
             data = {k: np.asarray(f.result()) for k, f in zip(keys, current, strict=True)}
-            yield a, (data if flat else fmt.unflatten(data))
+            yield a, (data if flat else unflatten(data))
 
     # --- episodes -----------------------------------------------------------------------------
     @property
