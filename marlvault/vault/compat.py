@@ -170,4 +170,4 @@ class Vault:
         # Every write() is already flushed; only the writer lock is left to release.
         vault = getattr(self, "_vault", None)
         if vault is not None:
-            vault._release()  # noqa: SLF001 - same package
+            vault.release()
