@@ -103,6 +103,7 @@ base = hwm()
 t0 = time.perf_counter()
 nbytes = 0
 if kind == "marlvault":
+    import jax
     from marlvault.vault import Vault
     v = Vault.open(path)
     base = hwm()
@@ -111,7 +112,7 @@ if kind == "marlvault":
         for _, chunk in v.iter_chunks(flat=True):
             nbytes += sum(x.nbytes for x in chunk.values())
     else:
-        nbytes = sum(x.nbytes for x in v.read_flat().values())
+        nbytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(v.read()))
 else:
     import jax, os
     from flashbax.vault import Vault
@@ -206,16 +207,19 @@ def compare_real(workdir: str, source: str, steps: int | None, repeats: int) -> 
             lambda: write_flashbax(workdir, pool, len(pool), name="real"),
         ),
     ]
+    appends = {name: raw / write() / 1e6 for name, _, _, write in systems}
+    reads: dict[str, list[dict]] = {name: [] for name, *_ in systems}
+    for _ in range(repeats):  # alternate the systems so both see the same machine load
+        for name, kind, path, _ in systems:
+            reads[name].append(read_child(kind, path, "full"))
     results = {}
-    for name, kind, path, write in systems:
-        seconds = write()
-        reads = [read_child(kind, path, "full") for _ in range(repeats)]
-        best = min(r["seconds"] for r in reads)
-        results[name] = (raw / seconds / 1e6, reads[0]["bytes"] / best / 1e6, du(path))
+    for name, _, path, _ in systems:
+        best = min(r["seconds"] for r in reads[name])
+        results[name] = (appends[name], reads[name][0]["bytes"] / best / 1e6, du(path))
     steps_copied = sum(next(iter(b.values())).shape[1] for b in pool)
     rows = [
         f"real data: {source}, first {steps_copied} steps, {raw / 1e6:.0f} MB uncompressed; "
-        f"full read best of {repeats} fresh processes; cpus={os.cpu_count()}, "
+        f"full read best of {repeats} fresh processes (systems alternating); cpus={os.cpu_count()}, "
         f"load={os.getloadavg()[0]:.1f}",
         "",
         "| system | append MB/s | full read MB/s | bytes on disk |",
