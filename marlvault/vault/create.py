@@ -100,7 +100,9 @@ def our_section(
         raise VaultError(f"{where}: chunks expected a positive int (time steps), found {chunks!r}")
     clash = [k for k in fmt.RESERVED_KEYS if k in user]
     if clash:
-        raise VaultError(f"{where}: metadata keys {clash} are reserved by the format; fix: rename them")
+        raise VaultError(
+            f"{where}: metadata keys {clash} are reserved by the format; fix: rename them"
+        )
     ours = {
         "format_revision": fmt.FORMAT_REVISION,
         "chunk_steps": chunks or fmt.default_chunk_steps(num_rows, leaves),

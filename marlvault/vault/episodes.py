@@ -91,7 +91,7 @@ def _per_step(x: np.ndarray | None, shape: tuple[int, int], reduce: str) -> np.n
         return np.zeros(shape, np.float64 if reduce == "mean" else np.bool_)
     x = np.asarray(x).reshape(shape[0], shape[1], -1)
     if reduce == "mean":
-        return x.astype(np.float64).mean(axis=2) if x.shape[2] else np.zeros(shape)
+        return x.mean(axis=2, dtype=np.float64) if x.shape[2] else np.zeros(shape)
     return (x != 0).any(axis=2)
 
 

@@ -235,7 +235,8 @@ class Store:
         outs, futures = [], []
         for read in reads:
             arr = self._array(read.name)
-            view = (arr.oindex[read.rows] if read.rows is not None else arr)[:, read.start : read.stop]
+            rows = arr.oindex[read.rows] if read.rows is not None else arr
+            view = rows[:, read.start : read.stop]
             out = np.empty(tuple(view.shape), np.dtype(arr.dtype.numpy_dtype))
             futures.append(ts.array(out, copy=False, write=True).write(view))
             outs.append(out)

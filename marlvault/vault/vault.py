@@ -451,6 +451,11 @@ class Vault:
             )
         return start, stop
 
+    def _select(self, rows: Any, keys: Any) -> tuple[Any, list[str]]:
+        """Checked row selection (``slice(None)`` or ``[B']`` int64) and leaf keys."""
+        picked = fmt.select_rows(self.path, rows, self.num_rows)
+        return picked, fmt.select_keys(self.path, keys, list(self._leaves))
+
     def _issue(self, start: int, stop: int, rows: Any, keys: list[str]) -> PendingRead:
         picked = rows if isinstance(rows, np.ndarray) else None
         reads = [StepRead(fmt.leaf_array_name(k), picked, start, stop) for k in keys]
@@ -472,7 +477,7 @@ class Vault:
     def read_flat(self, start=None, stop=None, rows=None, keys=None) -> dict[str, np.ndarray]:
         """Like :meth:`read` but returns ``{"a.b": array}``."""
         start, stop = self._range(start, stop)
-        return self._read(start, stop, fmt.select_rows(self.path, rows, self.num_rows), fmt.select_keys(self.path, keys, list(self._leaves)))
+        return self._read(start, stop, *self._select(rows, keys))
 
     def read(self, start=None, stop=None, rows=None, keys=None) -> dict[str, Any]:
         """Read committed steps ``[start, stop)`` as host numpy arrays.
@@ -499,7 +504,7 @@ class Vault:
         if step < 1:
             raise VaultRangeError(f"{self.path}: steps_per_chunk expected >= 1, found {step}")
         end = self._range(None, None)[1]
-        rows, keys = fmt.select_rows(self.path, rows, self.num_rows), fmt.select_keys(self.path, keys, list(self._leaves))
+        rows, keys = self._select(rows, keys)
 
         pending = self._issue(0, min(step, end), rows, keys) if end else None
         for a in range(0, end, step):
@@ -518,7 +523,7 @@ class Vault:
 
     @property
     def episodes(self) -> np.ndarray:
-        """The episode index (:data:`marlvault.vault.episodes.EPISODE_DTYPE`), sorted by (row, start).
+        """The episode index (:data:`.episodes.EPISODE_DTYPE`), sorted by (row, start).
 
         Computed from the stored index plus, in memory, the committed steps it does not cover
         (all of them for flashbax-written vaults); never writes.
