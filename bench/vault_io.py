@@ -10,6 +10,12 @@ fsync as the physical limit. Optionally (``--codecs``) compares codecs on a smal
 
     .venv/bin/python bench/vault_io.py --size-gb 1.0 [--codecs] [--dir /tmp/vault_bench]
 
+``--real PATH`` instead copies the first ``--real-steps`` steps of a recorded vault into both
+systems (appends of the recorded rollout length, timed) and compares full reads of the copies,
+best of ``--repeats`` fresh processes each, side by side:
+
+    .venv/bin/python bench/vault_io.py --real vaults/rware.vlt/ippo [--real-steps 8192]
+
 Prints markdown tables.
 """
 
@@ -71,40 +77,45 @@ def write_marlvault(path: str, pool: list[dict], n_blocks: int, compression=None
     return time.perf_counter() - start
 
 
-def write_flashbax(root: str, pool: list[dict], n_blocks: int) -> float:
+def write_flashbax(root: str, pool: list[dict], n_blocks: int, name: str = "bench") -> float:
+    import jax
     from flashbax.buffers.trajectory_buffer import TrajectoryBufferState
     from flashbax.vault import Vault
 
     start = time.perf_counter()
-    vault = Vault("bench", experience_structure=pool[0], rel_dir=root, vault_uid="fbx")
+    vault = Vault(name, experience_structure=pool[0], rel_dir=root, vault_uid="fbx")
     for i in range(n_blocks):
-        state = TrajectoryBufferState(
-            experience=pool[i % len(pool)], current_index=BLOCK, is_full=False
-        )
-        vault.write(state, source_interval=(0, BLOCK))
+        block = pool[i % len(pool)]
+        steps = jax.tree_util.tree_leaves(block)[0].shape[1]
+        state = TrajectoryBufferState(experience=block, current_index=steps, is_full=False)
+        vault.write(state, source_interval=(0, steps))
     return time.perf_counter() - start
 
 
 _CHILD = r"""
-import json, sys, time
+import json, resource, sys, time
+def cpu():  # user + system CPU seconds of this process, all threads
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 def hwm():  # peak RSS of this process image in kB (ru_maxrss survives exec on Linux)
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
 kind, path, mode = sys.argv[1:4]
 base = hwm()
-t0 = time.perf_counter()
+c0, t0 = cpu(), time.perf_counter()
 nbytes = 0
 if kind == "marlvault":
+    import jax
     from marlvault.vault import Vault
     v = Vault.open(path)
     base = hwm()
-    t0 = time.perf_counter()
+    c0, t0 = cpu(), time.perf_counter()
     if mode == "stream":
         for _, chunk in v.iter_chunks(flat=True):
             nbytes += sum(x.nbytes for x in chunk.values())
     else:
-        nbytes = sum(x.nbytes for x in v.read_flat().values())
+        nbytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(v.read()))
 else:
     import jax, os
     from flashbax.vault import Vault
@@ -112,18 +123,20 @@ else:
     root, name = os.path.split(root)
     v = Vault(name, rel_dir=root, vault_uid=uid)
     base = hwm()
-    t0 = time.perf_counter()
+    c0, t0 = cpu(), time.perf_counter()
     exp = v.read().experience
     jax.block_until_ready(exp)
     nbytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(exp))
-dt = time.perf_counter() - t0
+dt, dc = time.perf_counter() - t0, cpu() - c0
 peak = hwm()
-print(json.dumps({"seconds": dt, "bytes": nbytes, "peak_rss_mb": peak / 1024, "base_rss_mb": base / 1024}))
+print(json.dumps({"seconds": dt, "cpu_seconds": dc, "bytes": nbytes, "peak_rss_mb": peak / 1024,
+                  "base_rss_mb": base / 1024}))
 """
 
 
 def read_child(kind: str, path: str, mode: str) -> dict:
-    """Run a read in a fresh process; returns seconds, bytes, peak and baseline RSS (MB)."""
+    """Run a read in a fresh process; returns seconds, CPU seconds, bytes, peak and baseline RSS
+    (MB)."""
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, kind, path, mode], capture_output=True, text=True, check=True
     )
@@ -175,15 +188,78 @@ def compare_codecs(workdir: str, pool: list[dict], n_blocks: int) -> list[str]:
     return rows
 
 
+def real_pool(source: str, steps: int | None) -> list[dict]:
+    """The first ``steps`` steps of a recorded vault, as blocks of its chunk length."""
+    from marlvault.vault import Vault
+
+    with Vault.open(source) as vault:
+        stop = min(steps or vault.num_steps, vault.num_steps)
+        block = vault.chunk_steps
+        return [vault.read(a, min(a + block, stop)) for a in range(0, stop, block)]
+
+
+def compare_real(workdir: str, source: str, steps: int | None, repeats: int) -> list[str]:
+    """Append and full-read speed of ours vs flashbax on a copy of a recorded vault."""
+    pool = real_pool(source, steps)
+    raw = sum(block_bytes(b) for b in pool)
+    mv_path = os.path.join(workdir, "real-marlvault")
+    systems = [
+        ("marlvault", "marlvault", mv_path, lambda: write_marlvault(mv_path, pool, len(pool))),
+        (
+            "flashbax 0.1.3",
+            "flashbax",
+            os.path.join(workdir, "real", "fbx"),
+            lambda: write_flashbax(workdir, pool, len(pool), name="real"),
+        ),
+    ]
+    appends = {name: raw / write() / 1e6 for name, _, _, write in systems}
+    reads: dict[str, list[dict]] = {name: [] for name, *_ in systems}
+    for _ in range(repeats):  # alternate the systems so both see the same machine load
+        for name, kind, path, _ in systems:
+            reads[name].append(read_child(kind, path, "full"))
+    results = {}
+    for name, _, path, _ in systems:
+        best = min(r["seconds"] for r in reads[name])
+        cpu = min(r["cpu_seconds"] for r in reads[name])
+        results[name] = (appends[name], reads[name][0]["bytes"] / best / 1e6, cpu, du(path))
+    steps_copied = sum(next(iter(b.values())).shape[1] for b in pool)
+    rows = [
+        f"real data: {source}, first {steps_copied} steps, {raw / 1e6:.0f} MB uncompressed; "
+        f"full read best of {repeats} fresh processes (systems alternating); cpus={os.cpu_count()}, "
+        f"load={os.getloadavg()[0]:.1f}",
+        "",
+        "| system | append MB/s | full read MB/s | full read CPU s | bytes on disk |",
+        "|---|---|---|---|---|",
+    ]
+    rows += [
+        f"| {n} | {a:.0f} | {r:.0f} | {c:.2f} | {d / 1e6:.1f} MB |"
+        for n, (a, r, c, d) in results.items()
+    ]
+    (ma, mr, mc, _), (fa, fr, fc, _) = results["marlvault"], results["flashbax 0.1.3"]
+    rows.append(
+        f"\nspeed-up vs flashbax: append {ma / fa:.1f}x, full read {mr / fr:.1f}x "
+        f"(CPU time {fc / mc:.1f}x less)"
+    )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gb", type=float, default=1.0, help="uncompressed data per system")
     parser.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
     parser.add_argument("--codecs", action="store_true", help="also compare codecs (1/5 size)")
     parser.add_argument("--skip-flashbax", action="store_true")
+    parser.add_argument("--real", default=None, help="a recorded vault to copy and compare on")
+    parser.add_argument("--real-steps", type=int, default=None, help="steps to copy (all)")
+    parser.add_argument("--repeats", type=int, default=3, help="full reads per system (best)")
     args = parser.parse_args()
     workdir = args.dir or tempfile.mkdtemp(prefix="vault_bench_")
     os.makedirs(workdir, exist_ok=True)
+    if args.real:
+        print("\n".join(compare_real(workdir, args.real, args.real_steps, args.repeats)))
+        if not args.dir:
+            shutil.rmtree(workdir)
+        return
     pool = [make_block(seed) for seed in range(8)]
     per_block = block_bytes(pool[0])
     n_blocks = max(1, int(args.size_gb * 1e9 / per_block))

@@ -30,12 +30,14 @@ loader's required keys, the tools' key names) is derived from :data:`FIELDS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from marlvault.envs.base import EnvSpec
 from marlvault.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: the vault imports the schema without every env package
+    from marlvault.envs.base import EnvSpec
 
 OBS = "observations"
 ACTIONS = "actions"

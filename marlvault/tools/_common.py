@@ -18,47 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from marlvault.tree import flatten
+
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 """Bytes of uncompressed data one streaming chunk holds (all rows, all requested keys)."""
-
-OBS_KEY = "observations"
-ACTION_KEY = "actions"
-REWARD_KEY = "rewards"
-TERMINAL_KEY = "terminals"
-TRUNCATION_KEY = "truncations"
-LEGALS_KEY = "infos.legals"
-STATE_KEY = "infos.state"
-UPDATE_KEY = "infos.update"
-"""Key of the training update index that produced each step, ``(B, T)`` or ``(B, T, N)`` int."""
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Flatten a nested dict / NamedTuple / dataclass-like pytree into ``{dotted key: leaf}``."""
-    if hasattr(tree, "_asdict"):
-        tree = tree._asdict()
-    elif not isinstance(tree, Mapping) and hasattr(tree, "__dict__") and not hasattr(
-        tree, "shape"
-    ):
-        tree = vars(tree)
-    if isinstance(tree, Mapping):
-        out: dict[str, Any] = {}
-        for key in tree:
-            out.update(flatten(tree[key], f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tree}
-
-
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Inverse of :func:`flatten` into nested dicts: ``{"infos.state": x}`` -> ``{"infos": {...}}``."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
 
 @contextlib.contextmanager
 def open_vault(path_or_vault: Any, mode: str = "r") -> Iterator[Any]:

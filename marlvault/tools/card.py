@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from marlvault.schema import ACTIONS as ACTION_KEY
+from marlvault.schema import LEGALS as LEGALS_KEY
+from marlvault.schema import OBS as OBS_KEY
+from marlvault.schema import REWARDS as REWARD_KEY
+from marlvault.schema import STATE as STATE_KEY
 from marlvault.tools._common import (
-    ACTION_KEY,
-    LEGALS_KEY,
-    OBS_KEY,
-    REWARD_KEY,
-    STATE_KEY,
     marlvault_metadata,
     open_vault,
     row_lengths,

@@ -22,14 +22,13 @@ from marlvault.errors import SchemaMismatchError
 from marlvault.tools._common import (
     DEFAULT_CHUNK_BYTES,
     derived_metadata,
-    flatten,
     open_vault,
     progress_bar,
     row_lengths,
     step_specs,
-    unflatten,
 )
 from marlvault.tools.writer import create_like, zeros_batch
+from marlvault.tree import flatten, unflatten
 
 
 def check_same_structure(paths: list[str], specs: list[dict[str, tuple]]) -> None:

@@ -41,10 +41,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from marlvault.errors import ConfigError, DatasetError
+from marlvault.schema import ACTIONS as ACTION_KEY
+from marlvault.schema import OBS as OBS_KEY
+from marlvault.schema import STATE as STATE_KEY
 from marlvault.tools._common import (
-    ACTION_KEY,
-    OBS_KEY,
-    STATE_KEY,
     iter_flat_chunks,
     open_vault,
     row_lengths,

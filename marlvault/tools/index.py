@@ -6,10 +6,10 @@ last boundary, up to the row's valid length (``Vault.row_lengths``; padding beyo
 form an *incomplete* episode. The return of an episode is the team return used by
 evaluation: the sum over its steps of the mean over agents of ``rewards``, accumulated in float64.
 
-:func:`episode_table` takes the vault's own episode index (``Vault.episodes``, cached on disk
-for our vaults, computed once on open for flashbax ones) when it suffices, and otherwise streams
-the small keys itself: per-episode statistics the vault index does not hold (the range of
-``infos.update``) need that pass. Both give the same episodes (tested).
+Segmentation is the vault's own (:mod:`marlvault.vault.episodes`, the only implementation).
+:func:`episode_table` takes the vault's index (``Vault.episodes``: stored for our vaults,
+computed in memory for flashbax ones); :func:`scan_episodes` segments the streamed chunks
+itself, for per-episode statistics the index does not hold (the range of ``infos.update``).
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from marlvault.errors import DatasetError
+from marlvault.schema import REWARDS, TERMINALS, TRUNCATIONS
 from marlvault.tools._common import (
-    REWARD_KEY,
-    TERMINAL_KEY,
-    TRUNCATION_KEY,
     iter_flat_chunks,
     open_vault,
     row_lengths,
     vault_keys,
 )
+from marlvault.vault import episodes as ep
+from marlvault.vault import format as fmt
 
 
 class EpisodeTable(NamedTuple):
@@ -55,25 +55,6 @@ class EpisodeTable(NamedTuple):
     def stop(self) -> np.ndarray:
         """[E] int64, one past the last step."""
         return self.start + self.length
-
-
-class _RowState:
-    """Running sums of the open episode of every row while streaming."""
-
-    def __init__(self, num_rows: int) -> None:
-        self.start = np.zeros(num_rows, np.int64)
-        self.ret = np.zeros(num_rows, np.float64)
-        self.umin = np.full(num_rows, np.iinfo(np.int64).max, np.int64)
-        self.umax = np.full(num_rows, np.iinfo(np.int64).min, np.int64)
-
-
-def _per_step(x: np.ndarray, reduce: str) -> np.ndarray:
-    """Reduce every axis after ``[B, t]``: mean (rewards), max (flags) or min/max (update)."""
-    x = np.asarray(x)
-    if x.ndim == 2:
-        return x
-    axes = tuple(range(2, x.ndim))
-    return getattr(x, reduce)(axis=axes)
 
 
 def episode_table(vault: Any, update_key: str | None = None, progress: bool = False) -> EpisodeTable:
@@ -113,92 +94,73 @@ def from_vault_index(index: np.ndarray) -> EpisodeTable:
 def scan_episodes(vault: Any, update_key: str | None = None, progress: bool = False) -> EpisodeTable:
     """Compute the episode table by streaming ``rewards``, the done flags and ``update_key``.
 
-    Same arguments and result as :func:`episode_table`, without using the vault's own index.
+    Same arguments and result as :func:`episode_table`, without using the vault's stored index:
+    segmentation runs over the streamed chunks (:func:`marlvault.vault.episodes.scan_flat`,
+    the vault's own segmentation) and padding is clipped as the vault does.
     """
     with open_vault(vault) as v:
         keys = vault_keys(v)
-        for need in (REWARD_KEY, TERMINAL_KEY) + ((update_key,) if update_key else ()):
+        for need in (REWARDS, TERMINALS) + ((update_key,) if update_key else ()):
             if need not in keys:
                 raise DatasetError(
                     f"{v.path}: expected key {need!r} for the episode table, found keys {keys}; "
                     "use a vault recorded with the OG-MARL schema"
                     + (" or pass the update key the vault holds" if need == update_key else "")
                 )
-        read = [k for k in (REWARD_KEY, TERMINAL_KEY, TRUNCATION_KEY, update_key) if k in keys]
-        acc = _Accumulator(v.num_rows, update_key, row_lengths(v))
+        ep_keys = ep.EpisodeKeys(REWARDS, TERMINALS, TRUNCATIONS if TRUNCATIONS in keys else None)
+        read = ep_keys.present + ([update_key] if update_key else [])
+        ranges = _UpdateRanges(row_lengths(v)) if update_key else None
+        cursor, found = ep.empty_cursor(v.num_rows), [np.zeros((0, len(fmt.EPISODE_COLUMNS)))]
         for start, chunk in iter_flat_chunks(v, read, progress="episodes" if progress else None):
-            acc.add(start, chunk)
-        return acc.finish()
+            steps = chunk[REWARDS].shape[1]
+            rows, after = ep.scan_flat(cursor, start, steps, chunk, ep_keys)
+            if ranges is not None:
+                ranges.add(cursor.open_start, rows, start, chunk[update_key])
+            cursor = after
+            found.append(rows)
+        index = v.clip_to_row_lengths(ep.make_index(np.concatenate(found), cursor))
+        table = from_vault_index(index)
+        return table if ranges is None else ranges.attach(table)
 
 
-class _Accumulator:
-    """Turns a stream of chunks into episode records."""
+class _UpdateRanges:
+    """Smallest and largest update index of every episode, keyed by ``(row, start)``."""
 
-    def __init__(self, num_rows: int, update_key: str | None, lengths: np.ndarray) -> None:
-        self.state = _RowState(num_rows)
-        self.update_key = update_key
+    def __init__(self, lengths: np.ndarray) -> None:
         self.lengths = np.asarray(lengths, np.int64)  # [B] valid steps; the rest is padding
-        self.records: list[tuple[np.ndarray, ...]] = []
+        self.lo: dict[tuple[int, int], int] = {}
+        self.hi: dict[tuple[int, int], int] = {}
 
-    def add(self, t0: int, chunk: dict[str, np.ndarray]) -> None:
-        r = _per_step(chunk[REWARD_KEY].astype(np.float64), "mean")  # [B, t]
-        term = _per_step(chunk[TERMINAL_KEY], "max") > 0  # [B, t]
-        trunc = (
-            _per_step(chunk[TRUNCATION_KEY], "max") > 0
-            if TRUNCATION_KEY in chunk
-            else np.zeros_like(term)
+    def add(self, open_start: np.ndarray, finished: np.ndarray, t0: int, upd: np.ndarray) -> None:
+        """Fold in one chunk.
+
+        Args:
+            open_start: ``[B]`` start of each row's running episode before the chunk.
+            finished: ``[K, 6]`` episodes that ended in the chunk (``scan_flat``'s rows).
+            t0: the chunk's first step.
+            upd: ``[B, t, ...]`` update index.
+        """
+        upd = np.asarray(upd).reshape(upd.shape[0], upd.shape[1], -1)
+        lo, hi = upd.min(axis=2).astype(np.int64), upd.max(axis=2).astype(np.int64)
+        stops = finished[:, 1] + finished[:, 2]
+        for b in range(upd.shape[0]):
+            n = int(np.clip(self.lengths[b] - t0, 0, upd.shape[1]))  # valid steps of row b here
+            if not n:
+                continue
+            starts = np.concatenate([[open_start[b]], stops[finished[:, 0] == b]]).astype(np.int64)
+            starts = starts[(starts - t0 < n)]
+            offsets = np.maximum(starts - t0, 0)
+            seg_lo = np.minimum.reduceat(lo[b, :n], offsets)
+            seg_hi = np.maximum.reduceat(hi[b, :n], offsets)
+            for s, a, c in zip(starts.tolist(), seg_lo.tolist(), seg_hi.tolist(), strict=True):
+                key = (b, s)
+                self.lo[key] = min(self.lo.get(key, a), a)
+                self.hi[key] = max(self.hi.get(key, c), c)
+
+    def attach(self, table: EpisodeTable) -> EpisodeTable:
+        """The table with ``update_min`` / ``update_max`` filled in."""
+        keys = list(zip(table.row.tolist(), table.start.tolist(), strict=True))
+        return table._replace(
+            update_min=np.array([self.lo[k] for k in keys], np.int64),
+            update_max=np.array([self.hi[k] for k in keys], np.int64),
         )
-        upd = chunk.get(self.update_key) if self.update_key else None
-        for b in range(r.shape[0]):
-            n = int(np.clip(self.lengths[b] - t0, 0, r.shape[1]))  # valid steps of row b here
-            if n:
-                u = None if upd is None else upd[b : b + 1, :n]
-                self._add_row(b, t0, r[b, :n], term[b, :n], trunc[b, :n], u)
-
-    def _add_row(
-        self, b: int, t0: int, r: np.ndarray, term: np.ndarray, trunc: np.ndarray,
-        upd: np.ndarray | None,
-    ) -> None:
-        """Close the episodes of row ``b`` that end in this chunk (``r, term, trunc``: [t])."""
-        st = self.state
-        ends = np.flatnonzero(term | trunc)  # local indices of episode ends
-        csum = np.concatenate([[0.0], np.cumsum(r)])
-        if upd is not None:
-            lo, hi = _per_step(upd, "min")[0].astype(np.int64), _per_step(upd, "max")[0]
-        prev = 0
-        for e in ends:
-            ret = st.ret[b] + csum[e + 1] - csum[prev]
-            umin = umax = None
-            if upd is not None:
-                umin = min(st.umin[b], lo[prev : e + 1].min())
-                umax = max(st.umax[b], int(hi[prev : e + 1].max()))
-            stop = t0 + e + 1
-            self.records.append(
-                (b, st.start[b], stop - st.start[b], ret, term[e], trunc[e] and not term[e], True,
-                 umin, umax)
-            )
-            st.start[b], st.ret[b] = stop, 0.0
-            st.umin[b], st.umax[b] = np.iinfo(np.int64).max, np.iinfo(np.int64).min
-            prev = e + 1
-        st.ret[b] += csum[-1] - csum[prev]
-        if upd is not None and prev < r.shape[0]:
-            st.umin[b] = min(st.umin[b], lo[prev:].min())
-            st.umax[b] = max(st.umax[b], int(hi[prev:].max()))
-
-    def finish(self) -> EpisodeTable:
-        st = self.state
-        for b in range(st.start.shape[0]):
-            stop = int(self.lengths[b])
-            if st.start[b] < stop:
-                has = self.update_key is not None
-                self.records.append(
-                    (b, st.start[b], stop - st.start[b], st.ret[b], False, False, False,
-                     st.umin[b] if has else None, st.umax[b] if has else None)
-                )
-        recs = sorted(self.records, key=lambda x: (x[1] + x[2], x[0]))
-        cols = list(zip(*recs, strict=False)) if recs else [()] * 9
-        dtypes = (np.int64, np.int64, np.int64, np.float64, bool, bool, bool, np.int64, np.int64)
-        arrays = [np.asarray(c, dtype=d) for c, d in zip(cols[:7], dtypes[:7], strict=False)]
-        if self.update_key is None:
-            return EpisodeTable(*arrays, None, None)
-        return EpisodeTable(*arrays, np.asarray(cols[7], np.int64), np.asarray(cols[8], np.int64))

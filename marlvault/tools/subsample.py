@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from marlvault.errors import ConfigError, DatasetError
+from marlvault.schema import UPDATE as UPDATE_KEY
 from marlvault.tools._common import (
-    UPDATE_KEY,
     derived_metadata,
     iter_flat_chunks,
     open_vault,

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from marlvault.tools._common import DEFAULT_CHUNK_BYTES, unflatten
+from marlvault.tools._common import DEFAULT_CHUNK_BYTES
+from marlvault.tree import unflatten
 
 Specs = Mapping[str, tuple[tuple[int, ...], np.dtype]]
 

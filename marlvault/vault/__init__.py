@@ -5,6 +5,6 @@ Public API: :class:`Vault` (``create``/``open``/``append``/``read``/``iter_chunk
 """
 
 from marlvault.vault.episodes import EPISODE_DTYPE
-from marlvault.vault.vault import CODECS, Vault, flatten_tree
+from marlvault.vault.vault import CODECS, Vault
 
-__all__ = ["CODECS", "EPISODE_DTYPE", "Vault", "flatten_tree"]
+__all__ = ["CODECS", "EPISODE_DTYPE", "Vault"]

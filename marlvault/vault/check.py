@@ -97,17 +97,14 @@ def verify(path: str, steps_per_chunk: int | None = None) -> VerifyReport:
     try:
         vault = Vault.open(path)
         report.path = vault.path
-        keys = [k for k in vault._ep_keys if k]  # noqa: SLF001 - same package
         cursor = ep.empty_cursor(vault.num_rows)
         found = []
         for start, data in vault.iter_chunks(steps_per_chunk, flat=True):
             _check_chunk(vault, start, data, report)
-            r, t, tr = (data.get(k) if k else None for k in vault._ep_keys)  # noqa: SLF001
-            if not keys:
-                r = np.zeros((vault.num_rows, next(iter(data.values())).shape[1]))
-            rows, cursor = ep.scan_block(cursor, start, r, t, tr)
+            steps = next(iter(data.values())).shape[1]
+            rows, cursor = ep.scan_flat(cursor, start, steps, data, vault.episode_keys)
             found.append(rows)
-            report.steps_checked = start + next(iter(data.values())).shape[1]
+            report.steps_checked = start + steps
         if report.steps_checked != vault.num_steps:
             report.problems.append(
                 f"vault_index: expected {vault.num_steps} readable steps, found {report.steps_checked}"
@@ -115,7 +112,7 @@ def verify(path: str, steps_per_chunk: int | None = None) -> VerifyReport:
         fresh = ep.make_index(np.concatenate([np.zeros((0, 6)), *found]), cursor)
         lengths = _check_row_lengths(vault, report)
         if lengths is not None and (lengths < vault.num_steps).any():
-            fresh = vault._clip_episodes(fresh, lengths)  # noqa: SLF001 - same package
+            fresh = vault.clip_to_row_lengths(fresh)
         _compare_index(vault.episodes, fresh, report)
     except MarlvaultError as err:
         report.problems.append(f"{type(err).__name__}: {err}")

@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from marlvault.errors import VaultError, VaultRangeError
+from marlvault.tree import flatten, unflatten
 from marlvault.vault.vault import Vault as NativeVault
-from marlvault.vault.vault import flatten_tree
 
 
 @dataclass(frozen=True)
@@ -157,10 +157,8 @@ class Vault:
 
     def _restructure(self, flat: dict[str, np.ndarray]) -> Any:
         if self._structure is None:
-            from marlvault.vault.format import unflatten
-
             return jax.tree.map(jnp.asarray, unflatten(flat))
-        names = list(flatten_tree(self._structure))
+        names = list(flatten(self._structure))
         treedef = jax.tree_util.tree_structure(self._structure)
         return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[n]) for n in names])
 
@@ -172,4 +170,4 @@ class Vault:
         # Every write() is already flushed; only the writer lock is left to release.
         vault = getattr(self, "_vault", None)
         if vault is not None:
-            vault._release()  # noqa: SLF001 - same package
+            vault.release()

@@ -1,4 +1,7 @@
-"""The episode index: pure numpy functions over explicit state.
+"""Episode segmentation, the only one: pure numpy functions over explicit state.
+
+The vault's index (:mod:`marlvault.vault.episode_log`), ``verify`` and the dataset tools all
+segment through :func:`scan_flat` / :func:`scan_block` and :func:`clip_to_lengths`.
 
 An episode ends at step t of a row when any agent's ``terminals`` or ``truncations`` is non-zero
 at t (see ``format.TERMINAL_KEYS``/``TRUNCATION_KEYS`` for accepted key names). Its return is the
@@ -10,9 +13,12 @@ the last, still running episode of each row is included with ``complete == False
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
+
+from marlvault.vault import format as fmt
 
 EPISODE_DTYPE = np.dtype(
     [
@@ -27,8 +33,28 @@ EPISODE_DTYPE = np.dtype(
 )
 """One record per episode; ``start``/``length`` in time steps of the row."""
 
-EpisodeIndex = np.ndarray
-"""Alias: a structured array of :data:`EPISODE_DTYPE`."""
+class EpisodeKeys(NamedTuple):
+    """The leaves segmentation reads (None: absent from the vault)."""
+
+    rewards: str | None
+    terminals: str | None
+    truncations: str | None
+
+    @property
+    def present(self) -> list[str]:
+        """The keys that exist."""
+        return [k for k in self if k]
+
+
+def find_keys(keys: Sequence[str]) -> EpisodeKeys:
+    """Pick the reward / terminal / truncation leaves among ``keys`` (first alias that exists)."""
+
+    def first(names: Sequence[str]) -> str | None:
+        return next((n for n in names if n in keys), None)
+
+    return EpisodeKeys(
+        first(fmt.REWARD_KEYS), first(fmt.TERMINAL_KEYS), first(fmt.TRUNCATION_KEYS)
+    )
 
 
 class EpisodeCursor(NamedTuple):
@@ -65,7 +91,7 @@ def _per_step(x: np.ndarray | None, shape: tuple[int, int], reduce: str) -> np.n
         return np.zeros(shape, np.float64 if reduce == "mean" else np.bool_)
     x = np.asarray(x).reshape(shape[0], shape[1], -1)
     if reduce == "mean":
-        return x.astype(np.float64).mean(axis=2) if x.shape[2] else np.zeros(shape)
+        return x.mean(axis=2, dtype=np.float64) if x.shape[2] else np.zeros(shape)
     return (x != 0).any(axis=2)
 
 
@@ -134,6 +160,60 @@ def scan_block(
     rows = np.concatenate(found) if found else np.zeros((0, 6), np.float64)
     new = EpisodeCursor(cursor.num_episodes + len(rows), start + length, open_start, open_return)
     return rows, new
+
+
+def scan_flat(
+    cursor: EpisodeCursor, start: int, steps: int, flat: dict[str, np.ndarray], keys: EpisodeKeys
+) -> tuple[np.ndarray, EpisodeCursor]:
+    """:func:`scan_block` over a flat chunk ``{key: [B, steps, ...]}`` holding ``keys.present``.
+
+    Args:
+        cursor: state after ``cursor.steps`` steps, with ``start <= cursor.steps``.
+        start: first time step of the chunk.
+        steps: T, the chunk's length (the chunk may hold no episode key at all).
+        flat: the chunk.
+        keys: the vault's episode keys.
+
+    Returns:
+        As :func:`scan_block`.
+    """
+    r, term, trunc = (flat[k] if k else None for k in keys)
+    if r is None and term is None and trunc is None:
+        r = np.zeros((len(cursor.open_start), steps))
+    return scan_block(cursor, start, r, term, trunc)
+
+
+def clip_to_lengths(
+    index: np.ndarray,
+    lengths: np.ndarray,
+    read_rewards: Callable[[int, int, int], np.ndarray] | None,
+) -> np.ndarray:
+    """Drop episodes that start in a row's padding; cut the one that crosses into it.
+
+    A cut episode is incomplete (its end is not in the vault); its return is recomputed over its
+    valid steps only.
+
+    Args:
+        index: an index of :data:`EPISODE_DTYPE` (modified in place and returned filtered).
+        lengths: ``[B]`` valid steps per row.
+        read_rewards: ``(row, start, stop) -> [1, stop - start, ...]`` rewards, or None when the
+            vault has none (returns become 0).
+
+    Returns:
+        The clipped index, same order.
+    """
+    index = index[index["start"] < lengths[index["row"]]]
+    cut = np.flatnonzero(index["start"] + index["length"] > lengths[index["row"]])
+    for i in cut:
+        row, start = int(index["row"][i]), int(index["start"][i])
+        stop = int(lengths[row])
+        index["length"][i] = stop - start
+        index["terminated"][i] = index["truncated"][i] = index["complete"][i] = False
+        ret = 0.0
+        if read_rewards is not None:
+            ret = float(_per_step(read_rewards(row, start, stop), (1, stop - start), "mean").sum())
+        index["return"][i] = ret
+    return index
 
 
 def make_index(finished: np.ndarray, cursor: EpisodeCursor) -> np.ndarray:

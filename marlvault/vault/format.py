@@ -1,4 +1,4 @@
-"""The on-disk vault format: constants, leaf names and ``metadata.json`` parsing.
+"""The on-disk vault format: constants, leaf names, ``metadata.json`` parsing, batch checks.
 
 No I/O happens here; :mod:`marlvault.vault.store` does the reading and writing. See
 ``docs/FORMAT.md`` for the full specification. A vault looks like this::
@@ -23,7 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from marlvault.errors import NotAVaultError, VaultCorruptError, VaultVersionError
+from marlvault import schema
+from marlvault.errors import (
+    NotAVaultError,
+    SchemaMismatchError,
+    VaultCorruptError,
+    VaultRangeError,
+    VaultVersionError,
+)
+from marlvault.tree import flatten, unflatten
 
 METADATA_FILE = "metadata.json"
 LOCK_FILE = "marlvault.lock"
@@ -50,10 +58,11 @@ DEFAULT_COMPRESSION: dict[str, Any] = {
 CHUNK_TARGET_BYTES = 4 << 20
 """Target uncompressed size of one chunk of the largest leaf."""
 
-# Keys the episode index reads (first match wins), see docs/FORMAT.md.
-TERMINAL_KEYS = ("terminals", "terminal", "terminated", "dones", "done")
-TRUNCATION_KEYS = ("truncations", "truncation", "truncated")
-REWARD_KEYS = ("rewards", "reward")
+# Keys the episode index reads (first match wins): the schema's key, then the aliases that
+# foreign (flashbax / OG-MARL-era) vaults use; see docs/FORMAT.md.
+TERMINAL_KEYS = (schema.TERMINALS, "terminal", "terminated", "dones", "done")
+TRUNCATION_KEYS = (schema.TRUNCATIONS, "truncation", "truncated")
+REWARD_KEYS = (schema.REWARDS, "reward")
 
 ROW_LENGTHS_KEY = "row_lengths"
 """Key under ``"marlvault"``: ``[B]`` valid steps per row; steps at or beyond are padding."""
@@ -95,30 +104,6 @@ class VaultMeta:
         """Our keys (empty for vaults written by flashbax)."""
         value = self.raw.get("marlvault")
         return value if isinstance(value, dict) else {}
-
-
-def flatten_nested(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested dicts into ``{"a.b": leaf}``."""
-    out: dict[str, Any] = {}
-    for name, value in tree.items():
-        key = f"{prefix}{name}"
-        if isinstance(value, dict):
-            out.update(flatten_nested(value, key + "."))
-        else:
-            out[key] = value
-    return out
-
-
-def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    """Inverse of :func:`flatten_nested`."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
 
 
 def build_metadata(
@@ -172,6 +157,19 @@ def _parse_leaf(path: str, key: str, shape_str: Any, dtype_str: Any) -> tuple[in
     return shape[0], LeafSpec(key=key, shape=tuple(shape[2:]), dtype=dtype)
 
 
+def _flat_structure(path: str, tree: Any) -> dict[str, Any]:
+    """``{"a.b": shape or dtype string}`` of a ``structure_*`` entry (empty unless a dict)."""
+    if not isinstance(tree, dict):
+        return {}
+    try:
+        return flatten(tree)
+    except SchemaMismatchError as err:
+        raise VaultCorruptError(
+            f"{path}/{METADATA_FILE}: expected structure keys without '.', found otherwise "
+            f"({err}); fix: restore metadata.json"
+        ) from None
+
+
 def parse_metadata(path: str, data: bytes) -> VaultMeta:
     """Parse and validate ``metadata.json``.
 
@@ -197,11 +195,8 @@ def parse_metadata(path: str, data: bytes) -> VaultMeta:
             f"{path}/{METADATA_FILE}: expected format version {int(FLASHBAX_VERSION)}.x, found "
             f"{version} (written by a newer tool); fix: upgrade marlvault"
         )
-    shapes = (
-        flatten_nested(raw["structure_shape"]) if isinstance(raw["structure_shape"], dict) else {}
-    )
-    dtypes_raw = raw.get("structure_dtype")
-    dtypes = flatten_nested(dtypes_raw) if isinstance(dtypes_raw, dict) else {}
+    shapes = _flat_structure(path, raw["structure_shape"])
+    dtypes = _flat_structure(path, raw.get("structure_dtype"))
     if not shapes or set(shapes) != set(dtypes):
         raise VaultCorruptError(
             f"{path}/{METADATA_FILE}: expected the same leaves in structure_shape and "
@@ -262,3 +257,107 @@ def default_chunk_steps(num_rows: int, leaves: tuple[LeafSpec, ...]) -> int:
     while steps * 2 * largest <= CHUNK_TARGET_BYTES and steps < 8192:
         steps *= 2
     return steps
+
+
+def check_batch(
+    where: str, leaves: tuple[LeafSpec, ...], num_rows: int, flat: dict[str, Any], steps: int
+) -> tuple[dict[str, np.ndarray], int]:
+    """Validate a flat batch ``{key: (B, T, ...)}`` for appending to a vault.
+
+    Args:
+        where: the vault path, for messages.
+        leaves: the vault's structure.
+        num_rows: B.
+        flat: the batch, flattened.
+        steps: the vault's steps so far (the int32 ``vault_index`` must not overflow).
+
+    Returns:
+        ``({key: numpy array}, T)``.
+
+    Raises:
+        SchemaMismatchError: wrong leaf set, B, shape, dtype or differing T.
+        VaultRangeError: more than 2**31 - 1 steps per row in all.
+    """
+    by_key = {leaf.key: leaf for leaf in leaves}
+    want, got = set(by_key), set(flat)
+    if want != got:
+        raise SchemaMismatchError(
+            f"{where}: append expected leaves {sorted(want)}, found {sorted(got)} "
+            f"(missing {sorted(want - got)}, extra {sorted(got - want)}); fix: append the "
+            "vault's structure (see Vault.structure)"
+        )
+    out, lengths = {}, set()
+    for key, leaf in by_key.items():
+        arr = np.asarray(flat[key])
+        want_shape = (num_rows, "T", *leaf.shape)
+        if (
+            arr.ndim != len(leaf.shape) + 2
+            or arr.shape[0] != num_rows
+            or tuple(arr.shape[2:]) != leaf.shape
+        ):
+            raise SchemaMismatchError(
+                f"{where}: leaf {key!r} expected shape {want_shape}, found {arr.shape}; "
+                "fix: give every leaf shape (B, T, *leaf_shape) with the vault's B"
+            )
+        if arr.dtype != leaf.dtype:
+            raise SchemaMismatchError(
+                f"{where}: leaf {key!r} expected dtype {leaf.dtype}, found {arr.dtype}; "
+                f"fix: cast with .astype({leaf.dtype.name!r})"
+            )
+        lengths.add(arr.shape[1])
+        out[key] = arr
+    if len(lengths) != 1:
+        raise SchemaMismatchError(
+            f"{where}: expected one T (axis 1) across leaves, found {sorted(lengths)}; "
+            "fix: append the same number of steps for every leaf"
+        )
+    length = lengths.pop()
+    if steps + length >= 2**31:
+        raise VaultRangeError(
+            f"{where}: expected at most {2**31 - 1} steps per row (int32 vault_index), "
+            f"found {steps + length}; fix: start a new vault"
+        )
+    return out, length
+
+
+def select_rows(where: str, rows: Any, num_rows: int) -> Any:
+    """A row selection (None, int, slice, sequence) as ``slice(None)`` or ``[B'] int64``.
+
+    Raises:
+        VaultRangeError: rows outside ``[0, num_rows)`` or not integers.
+    """
+    if rows is None:
+        return slice(None)
+    if isinstance(rows, slice):
+        picked = np.arange(num_rows)[rows]
+    else:
+        picked = np.atleast_1d(np.asarray(rows))
+    if picked.dtype.kind not in "iu" or (
+        picked.size and (picked.min() < 0 or picked.max() >= num_rows)
+    ):
+        raise VaultRangeError(
+            f"{where}: rows expected integers in [0, {num_rows}), found {rows!r}; "
+            "fix: select existing rows"
+        )
+    return picked.astype(np.int64)
+
+
+def select_keys(where: str, keys: Any, known: list[str]) -> list[str]:
+    """Leaf keys selected by None, a key, a prefix (``"infos"``) or a list of them.
+
+    Raises:
+        VaultRangeError: a key that names no leaf.
+    """
+    if keys is None:
+        return list(known)
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    out = []
+    for key in keys:
+        hits = [k for k in known if k == key or k.startswith(key + ".")]
+        if not hits:
+            raise VaultRangeError(
+                f"{where}: key {key!r} expected one of {list(known)} (or a prefix), "
+                "found no such leaf; fix: use Vault.keys"
+            )
+        out += [h for h in hits if h not in out]
+    return out

@@ -1,4 +1,4 @@
-"""The user API: create, open, append, read and stream a vault.
+"""The user API: open, append, read and stream a vault (creation: :mod:`.create`).
 
 Axis order of every leaf: ``[row, time, ...]`` (``(B, T, ...)``). Rows are independent streams
 of continuous experience. Leaves are addressed by flat dotted keys (``"infos.legals"``); the
@@ -12,17 +12,13 @@ pytree form is nested dicts. On disk (see ``docs/FORMAT.md``)::
 Writes buffer on the host until a chunk along time is full, then write whole chunks of every
 leaf concurrently; only then does ``vault_index`` advance (together with the episode index, in
 one atomic commit). Readers see ``vault_index`` first, then data: always a consistent prefix.
+All storage access goes through :class:`marlvault.vault.store.Store`.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime
-import getpass
-import os
-import shutil
-import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -38,80 +34,16 @@ from marlvault.errors import (
     VaultRangeError,
     VaultReadOnlyError,
 )
+from marlvault.tree import flatten, unflatten
+from marlvault.vault import create as cr
 from marlvault.vault import episodes as ep
 from marlvault.vault import format as fmt
+from marlvault.vault.create import CODECS
+from marlvault.vault.episode_log import EpisodeLog
 from marlvault.vault.lock import WriterLock
-from marlvault.vault.store import Store, parse_location, raise_storage, read_all
+from marlvault.vault.store import PendingRead, StepRead, Store, parse_location, raise_storage
 
-CODECS: dict[str, dict[str, Any] | None] = {
-    "gzip": {"id": "gzip", "level": 5},
-    "zstd": {"id": "zstd", "level": 3},
-    "blosc-lz4": {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 2},
-    "blosc-zstd": {"id": "blosc", "cname": "zstd", "clevel": 1, "shuffle": 2},
-    "none": None,
-}
-"""Named codecs accepted by ``compression=`` (a zarr v2 compressor dict is accepted too)."""
-
-
-def _key_name(entry: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(entry, attr):
-            return str(getattr(entry, attr))
-    return str(entry)
-
-
-def flatten_tree(tree: Any) -> dict[str, Any]:
-    """Flatten any pytree (nested dicts, NamedTuples, dataclasses) into ``{"a.b": leaf}``."""
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    out: dict[str, Any] = {}
-    for path, leaf in leaves:
-        names = [_key_name(p) for p in path]
-        if not names or any("." in n or not n for n in names):
-            raise SchemaMismatchError(
-                f"leaf path {names!r}: expected non-empty names without '.', found otherwise; "
-                "fix: rename the keys of the experience pytree"
-            )
-        out[".".join(names)] = leaf
-    return out
-
-
-def _structure_from_example(where: str, example: Any) -> tuple[int, tuple[fmt.LeafSpec, ...]]:
-    flat = flatten_tree(example)
-    if not flat:
-        raise SchemaMismatchError(f"{where}: expected at least one leaf in the example, found none")
-    rows, leaves = set(), []
-    for key in sorted(flat):
-        shape, dtype = tuple(flat[key].shape), np.dtype(flat[key].dtype)
-        if len(shape) < 2:
-            raise SchemaMismatchError(
-                f"{where}: leaf {key!r} expected shape (B, T, ...), found {shape}; fix: add the "
-                "row and time axes"
-            )
-        rows.add(shape[0])
-        leaves.append(fmt.LeafSpec(key, shape[2:], dtype))
-    if len(rows) != 1:
-        raise SchemaMismatchError(
-            f"{where}: expected one B (axis 0) for all leaves, found {sorted(rows)}; fix: give "
-            "every leaf the same number of rows"
-        )
-    return rows.pop(), tuple(leaves)
-
-
-def _compressor(where: str, compression: Any) -> dict[str, Any] | None:
-    if compression is None:
-        return dict(fmt.DEFAULT_COMPRESSION)
-    if isinstance(compression, dict):
-        return dict(compression)
-    if isinstance(compression, str) and compression in CODECS:
-        return copy.deepcopy(CODECS[compression])
-    raise VaultError(
-        f"{where}: compression expected one of {sorted(CODECS)} or a zarr compressor dict, "
-        f"found {compression!r}"
-    )
-
-
-def _find_key(keys: Sequence[str], names: Sequence[str]) -> str | None:
-    return next((n for n in names if n in keys), None)
+__all__ = ["CODECS", "Vault"]
 
 
 class Vault:
@@ -124,16 +56,10 @@ class Vault:
         self._lock = lock
         self._failed: BaseException | None = None
         self._leaves = {leaf.key: leaf for leaf in meta.leaves}
-        keys = list(self._leaves)
-        self._ep_keys = (
-            _find_key(keys, fmt.REWARD_KEYS),
-            _find_key(keys, fmt.TERMINAL_KEYS),
-            _find_key(keys, fmt.TRUNCATION_KEYS),
-        )
         self._open_arrays()
         self._chunk_steps = int(meta.ours.get("chunk_steps") or self._guess_chunk_steps())
-        self._cursor: ep.EpisodeCursor | None = None
-        self._finished = np.zeros((0, 6))
+        keys = ep.find_keys(list(self._leaves))
+        self._log = EpisodeLog(store, meta.num_rows, keys, self._chunk_steps)
         self._buffers: dict[str, np.ndarray] | None = None
         self._buf_start = self._committed
         self._buf_len = 0
@@ -143,10 +69,10 @@ class Vault:
         self._max_block_steps = max(self._chunk_steps, (256 << 20) // max(step_bytes, 1))
         if mode == "a":
             try:
-                self._sync_episodes()
+                self._catch_up_episodes()  # in memory; stored with the next block
                 self._load_tail()
             except BaseException:
-                self._release()
+                self.release()
                 raise
 
     # --- construction ---------------------------------------------------------------------
@@ -162,7 +88,7 @@ class Vault:
         exist_ok: bool = False,
         break_lock: bool = False,
     ) -> Vault:
-        """Create a vault and open it for appending.
+        """Create a vault and open it for appending (see :mod:`marlvault.vault.create`).
 
         Args:
             path_or_url: local path, ``s3://bucket/prefix`` or ``gs://bucket/prefix``.
@@ -179,69 +105,18 @@ class Vault:
             VaultExistsError, NotAVaultError, SchemaMismatchError, VaultLockedError.
         """
         store = Store(parse_location(path_or_url))
-        where = store.location.display
         if store.read_key(fmt.METADATA_FILE) is not None:
             if not exist_ok:
                 raise VaultExistsError(
-                    f"{where}: expected no vault here, found one; fix: pick a new path, open it "
-                    "with Vault.open(path, mode='a'), or pass exist_ok=True"
+                    f"{store.location.display}: expected no vault here, found one; fix: pick a "
+                    "new path, open it with Vault.open(path, mode='a'), or pass exist_ok=True"
                 )
             vault = cls.open(path_or_url, mode="a", break_lock=break_lock)
             vault._check_same_structure(example_or_structure)
             return vault
-        if store.has_any_key():
-            raise NotAVaultError(
-                f"{where}: expected an empty or missing directory to create a vault in, found "
-                "other files; fix: choose an empty path"
-            )
-        num_rows, leaves = _structure_from_example(where, example_or_structure)
-        if chunks is not None and (not isinstance(chunks, int) or chunks < 1):
-            raise VaultError(
-                f"{where}: chunks expected a positive int (time steps), found {chunks!r}"
-            )
-        user = dict(metadata or {})
-        clash = [k for k in fmt.RESERVED_KEYS if k in user]
-        if clash:
-            raise VaultError(
-                f"{where}: metadata keys {clash} are reserved by the format; fix: rename them"
-            )
-        ours = {
-            "format_revision": fmt.FORMAT_REVISION,
-            "chunk_steps": chunks or fmt.default_chunk_steps(num_rows, leaves),
-            "compression": _compressor(where, compression),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "creator": _creator(),
-            **user.pop("marlvault", {}),
-        }
-        lengths = fmt.parse_row_lengths(
-            where, ours.get(fmt.ROW_LENGTHS_KEY), num_rows, SchemaMismatchError
+        store, meta, lock = cr.create_vault(
+            store, example_or_structure, metadata, compression, chunks, break_lock
         )
-        if lengths is not None:
-            ours[fmt.ROW_LENGTHS_KEY] = lengths.tolist()
-        return cls._create_arrays(store, num_rows, leaves, ours, user, break_lock)
-
-    @classmethod
-    def _create_arrays(cls, store, num_rows, leaves, ours, user, break_lock) -> Vault:
-        """Populate a new vault. Local vaults are built in ``<path>.creating-<pid>`` and renamed
-        into place, so a crash mid-create never leaves a half-made vault at ``path``."""
-        final = store.location
-        if final.kind == "file":
-            staging = f"{final.display}.creating-{os.getpid()}"
-            shutil.rmtree(staging, ignore_errors=True)
-            os.makedirs(staging)
-            store = Store(parse_location(staging))
-        lock = WriterLock.acquire(store, break_lock)
-        try:
-            meta = _populate(store, num_rows, leaves, ours, user)
-            if final.kind == "file":
-                _rename_into_place(store.location.display, final.display)
-                store = Store(final)
-                lock.store = store
-        except BaseException as err:
-            lock.release()
-            if isinstance(err, Exception):
-                raise_storage(err, final.display, "creating the vault")
-            raise
         return cls(store, meta, "a", lock)
 
     @classmethod
@@ -282,47 +157,40 @@ class Vault:
         where = self._store.location.display
         names = [fmt.leaf_array_name(k) for k in self._leaves] + [fmt.INDEX_ARRAY]
         try:
-            stores = self._store.open_arrays(names)
+            infos = self._store.open_arrays(names)
         except Exception as err:  # noqa: BLE001
             raise NotAVaultError(
                 f"{where}: expected arrays {names} in the OCDBT database, could not open them "
                 f"({err}); fix: point at a complete vault"
             ) from None
-        self._arrays = dict(zip(self._leaves, stores[:-1], strict=True))
-        self._index_store = stores[-1]
-        for key, arr in self._arrays.items():
-            leaf = self._leaves[key]
+        for leaf, info in zip(self._leaves.values(), infos, strict=False):
             want = (self._meta.num_rows, *leaf.shape)
-            got = (arr.shape[0], *arr.shape[2:])
-            if got != want or np.dtype(arr.dtype.numpy_dtype) != leaf.dtype:
+            got = (info.shape[0], *info.shape[2:])
+            if got != want or info.dtype != leaf.dtype:
                 raise VaultCorruptError(
-                    f"{where}: array {key!r} expected (B, *leaf) {want} {leaf.dtype}, found "
-                    f"{got} {arr.dtype.numpy_dtype}; fix: restore metadata.json or the array"
+                    f"{where}: array {leaf.key!r} expected (B, *leaf) {want} {leaf.dtype}, found "
+                    f"{got} {info.dtype}; fix: restore metadata.json or the array"
                 )
-        try:
-            self._ep_store, self._cursor_store = self._store.open_arrays(
-                [fmt.EPISODES_ARRAY, fmt.CURSOR_ARRAY]
-            )
-        except Exception:  # noqa: BLE001 - absent in flashbax-written vaults
-            self._ep_store = self._cursor_store = None
         self._committed = self._read_index()
 
     def _read_index(self) -> int:
-        value = int(np.asarray(self._index_store.read().result())[0])
+        value = int(self._store.read_array(fmt.INDEX_ARRAY)[0])
         if value < 0:
             raise VaultCorruptError(
                 f"{self.path}: vault_index expected >= 0, found {value}; fix: restore the vault"
             )
         return value
 
+    def _largest_leaf(self) -> str:
+        return max(self._leaves.values(), key=lambda leaf: leaf.step_bytes).key
+
     def _guess_chunk_steps(self) -> int:
-        largest = max(self._leaves.values(), key=lambda leaf: leaf.step_bytes).key
-        return int(self._arrays[largest].chunk_layout.write_chunk.shape[1])
+        return self._store.info(fmt.leaf_array_name(self._largest_leaf())).chunks[1]
 
     def _check_same_structure(self, example: Any) -> None:
-        rows, leaves = _structure_from_example(self.path, example)
+        rows, leaves = cr.structure_from_example(self.path, example)
         if rows != self.num_rows or leaves != self._meta.leaves:
-            self._release()
+            self.release()
             raise SchemaMismatchError(
                 f"{self.path}: exist_ok expected the same structure, found B={rows} "
                 f"{[(x.key, x.shape, x.dtype.name) for x in leaves]} vs B={self.num_rows} "
@@ -371,7 +239,7 @@ class Vault:
     @property
     def structure(self) -> dict[str, Any]:
         """Nested dicts of ``ShapeDtypeStruct`` per time step (no B, T; B is :attr:`num_rows`)."""
-        return fmt.unflatten(self.flat_structure)
+        return unflatten(self.flat_structure)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -405,8 +273,7 @@ class Vault:
     @property
     def compression(self) -> dict[str, Any] | None:
         """The zarr compressor of the largest leaf."""
-        largest = max(self._leaves.values(), key=lambda leaf: leaf.step_bytes).key
-        return self._arrays[largest].spec().to_json()["metadata"].get("compressor")
+        return self._store.info(fmt.leaf_array_name(self._largest_leaf())).compressor
 
     def size_on_disk(self) -> int:
         """Bytes stored at the vault's location."""
@@ -422,7 +289,7 @@ class Vault:
         if exc[0] is None:
             self.close()
         else:
-            self._release()
+            self.release()
 
     # --- writing ------------------------------------------------------------------------------
     def append(self, batch: Any) -> int:
@@ -436,7 +303,9 @@ class Vault:
             StorageFullError: out of space; committed data is unchanged, reopen to continue.
         """
         self._check_writable()
-        flat, length = self._check_batch(batch)
+        flat, length = fmt.check_batch(
+            self.path, self._meta.leaves, self.num_rows, flatten(batch), self.num_steps
+        )
         try:
             self._append_flat(flat, length)
         except Exception as err:  # noqa: BLE001
@@ -487,9 +356,13 @@ class Vault:
                 if self._failed is None:
                     self.flush()
         finally:
-            self._release()
+            self.release()
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Release the writer lock without flushing: steps still buffered are dropped.
+
+        For cleanup paths (errors, finalizers); :meth:`close` is the normal way out.
+        """
         if self._lock is not None:
             self._lock.release()
 
@@ -507,48 +380,6 @@ class Vault:
                 f"{self._committed}; fix: reopen with mode='a' to continue from there"
             )
 
-    def _check_batch(self, batch: Any) -> tuple[dict[str, np.ndarray], int]:
-        flat = flatten_tree(batch)
-        want, got = set(self._leaves), set(flat)
-        if want != got:
-            raise SchemaMismatchError(
-                f"{self.path}: append expected leaves {sorted(want)}, found {sorted(got)} "
-                f"(missing {sorted(want - got)}, extra {sorted(got - want)}); fix: append the "
-                "vault's structure (see Vault.structure)"
-            )
-        out, lengths = {}, set()
-        for key, leaf in self._leaves.items():
-            arr = np.asarray(flat[key])
-            want_shape = (self.num_rows, "T", *leaf.shape)
-            if (
-                arr.ndim != len(leaf.shape) + 2
-                or arr.shape[0] != self.num_rows
-                or tuple(arr.shape[2:]) != leaf.shape
-            ):
-                raise SchemaMismatchError(
-                    f"{self.path}: leaf {key!r} expected shape {want_shape}, found {arr.shape}; "
-                    "fix: give every leaf shape (B, T, *leaf_shape) with the vault's B"
-                )
-            if arr.dtype != leaf.dtype:
-                raise SchemaMismatchError(
-                    f"{self.path}: leaf {key!r} expected dtype {leaf.dtype}, found {arr.dtype}; "
-                    f"fix: cast with .astype({leaf.dtype.name!r})"
-                )
-            lengths.add(arr.shape[1])
-            out[key] = arr
-        if len(lengths) != 1:
-            raise SchemaMismatchError(
-                f"{self.path}: expected one T (axis 1) across leaves, found {sorted(lengths)}; "
-                "fix: append the same number of steps for every leaf"
-            )
-        length = lengths.pop()
-        if self.num_steps + length >= 2**31:
-            raise VaultRangeError(
-                f"{self.path}: expected at most {2**31 - 1} steps per row (int32 vault_index), "
-                f"found {self.num_steps + length}; fix: start a new vault"
-            )
-        return out, length
-
     def _ensure_buffers(self) -> dict[str, np.ndarray]:
         if self._buffers is None:
             self._buffers = {
@@ -563,11 +394,8 @@ class Vault:
         self._buf_len = self._committed - self._buf_start
         if self._buf_len:
             bufs = self._ensure_buffers()
-            items = [
-                (self._arrays[k], (slice(None), slice(self._buf_start, self._committed)))
-                for k in bufs
-            ]
-            for key, value in zip(bufs, read_all(items), strict=True):
+            tail = self._read(self._buf_start, self._committed, None, list(bufs))
+            for key, value in tail.items():
                 bufs[key][:, : self._buf_len] = value
 
     def _write_block(self, start: int, block: dict[str, np.ndarray]) -> None:
@@ -581,17 +409,15 @@ class Vault:
         """
         self._wait_inflight()
         n = next(iter(block.values())).shape[1]
-        cursor = self._cursor if self._cursor is not None else ep.empty_cursor(self.num_rows)
-        r, t, tr = (block.get(k) if k else None for k in self._ep_keys)
-        rows, cursor = ep.scan_block(cursor, start, r, t, tr)
+        self._log.extend(start, block)
         writes = [
-            (self._arrays[k], (slice(None), slice(start, start + n)), v) for k, v in block.items()
+            (fmt.leaf_array_name(k), (slice(None), slice(start, start + n)), v)
+            for k, v in block.items()
         ]
-        writes.append((self._index_store, slice(None), np.array([start + n], np.int32)))
-        writes += self._episode_writes(rows, cursor)
+        writes.append((fmt.INDEX_ARRAY, slice(None), np.array([start + n], np.int32)))
+        writes += self._log.pending_writes()
         future = self._store.atomic_write(writes, wait=False)
-        self._finished = np.concatenate([self._finished, rows]) if len(rows) else self._finished
-        self._cursor = cursor
+        self._log.mark_stored()
         self._issued = start + n
         self._inflight = (future, start + n)
 
@@ -603,18 +429,6 @@ class Vault:
             future.result()
             self._committed = steps
 
-    def _episode_writes(self, rows: np.ndarray, cursor: ep.EpisodeCursor) -> list:
-        if self._ep_store is None:
-            _create_episode_arrays(self._store, self.num_rows)
-            self._ep_store, self._cursor_store = self._store.open_arrays(
-                [fmt.EPISODES_ARRAY, fmt.CURSOR_ARRAY]
-            )
-        writes = [(self._cursor_store, slice(None), ep.cursor_to_array(cursor))]
-        if len(rows):
-            first = cursor.num_episodes - len(rows)
-            writes.append((self._ep_store, slice(first, cursor.num_episodes), rows))
-        return writes
-
     # --- reading ------------------------------------------------------------------------------
     def refresh(self) -> int:
         """Reader: see the writer's newer commits. Returns :attr:`num_steps`."""
@@ -622,7 +436,7 @@ class Vault:
             return self.num_steps
         self._store.refresh()
         self._open_arrays()
-        self._cursor = None
+        self._log.reset()
         return self.num_steps
 
     def _range(self, start: int | None, stop: int | None) -> tuple[int, int]:
@@ -637,55 +451,33 @@ class Vault:
             )
         return start, stop
 
-    def _rows(self, rows: Any) -> Any:
-        if rows is None:
-            return slice(None)
-        if isinstance(rows, slice):
-            picked = np.arange(self.num_rows)[rows]
-        else:
-            picked = np.atleast_1d(np.asarray(rows))
-        if picked.dtype.kind not in "iu" or (
-            picked.size and (picked.min() < 0 or picked.max() >= self.num_rows)
-        ):
-            raise VaultRangeError(
-                f"{self.path}: rows expected integers in [0, {self.num_rows}), found {rows!r}; "
-                "fix: select existing rows"
-            )
-        return picked.astype(np.int64)
+    def _select(self, rows: Any, keys: Any) -> tuple[Any, list[str]]:
+        """Checked row selection (``slice(None)`` or ``[B']`` int64) and leaf keys."""
+        picked = fmt.select_rows(self.path, rows, self.num_rows)
+        return picked, fmt.select_keys(self.path, keys, list(self._leaves))
 
-    def _keys(self, keys: Any) -> list[str]:
-        if keys is None:
-            return list(self._leaves)
-        keys = [keys] if isinstance(keys, str) else list(keys)
-        out = []
-        for key in keys:
-            hits = [k for k in self._leaves if k == key or k.startswith(key + ".")]
-            if not hits:
-                raise VaultRangeError(
-                    f"{self.path}: key {key!r} expected one of {list(self._leaves)} (or a prefix), "
-                    "found no such leaf; fix: use Vault.keys"
-                )
-            out += [h for h in hits if h not in out]
-        return out
+    def _issue(self, start: int, stop: int, rows: Any, keys: list[str]) -> PendingRead:
+        picked = rows if isinstance(rows, np.ndarray) else None
+        reads = [StepRead(fmt.leaf_array_name(k), picked, start, stop) for k in keys]
+        return self._store.read_steps(reads)
 
-    def _view(self, key: str, rows: Any, start: int, stop: int) -> Any:
-        arr = self._arrays[key]
-        if isinstance(rows, np.ndarray):
-            return arr.oindex[rows, start:stop]
-        return arr[:, start:stop]
-
-    def read_flat(self, start=None, stop=None, rows=None, keys=None) -> dict[str, np.ndarray]:
-        """Like :meth:`read` but returns ``{"a.b": array}``."""
-        start, stop = self._range(start, stop)
-        rows, keys = self._rows(rows), self._keys(keys)
-        futures = [self._view(k, rows, start, stop).read() for k in keys]
+    def _collect(self, pending: PendingRead, keys: list[str], start: int, stop: int) -> dict:
         try:
-            return {k: np.asarray(f.result()) for k, f in zip(keys, futures, strict=True)}
+            return dict(zip(keys, pending.result(), strict=True))
         except Exception as err:  # noqa: BLE001
             raise VaultCorruptError(
                 f"{self.path}: reading steps [{start}, {stop}) expected committed chunks, failed: "
                 f"{err}; fix: run `marlvault vault verify {self.path}`"
             ) from None
+
+    def _read(self, start: int, stop: int, rows: Any, keys: list[str]) -> dict[str, np.ndarray]:
+        """Read committed steps (no range checks, no flush): ``{key: (B', stop - start, ...)}``."""
+        return self._collect(self._issue(start, stop, rows, keys), keys, start, stop)
+
+    def read_flat(self, start=None, stop=None, rows=None, keys=None) -> dict[str, np.ndarray]:
+        """Like :meth:`read` but returns ``{"a.b": array}``."""
+        start, stop = self._range(start, stop)
+        return self._read(start, stop, *self._select(rows, keys))
 
     def read(self, start=None, stop=None, rows=None, keys=None) -> dict[str, Any]:
         """Read committed steps ``[start, stop)`` as host numpy arrays.
@@ -698,7 +490,7 @@ class Vault:
         Returns:
             Nested dicts of numpy arrays shaped ``(B', T', ...)``.
         """
-        return fmt.unflatten(self.read_flat(start, stop, rows, keys))
+        return unflatten(self.read_flat(start, stop, rows, keys))
 
     def iter_chunks(
         self, steps_per_chunk: int | None = None, rows=None, keys=None, *, flat: bool = False
@@ -712,170 +504,50 @@ class Vault:
         if step < 1:
             raise VaultRangeError(f"{self.path}: steps_per_chunk expected >= 1, found {step}")
         end = self._range(None, None)[1]
-        rows, keys = self._rows(rows), self._keys(keys)
+        rows, keys = self._select(rows, keys)
 
-        def issue(a: int) -> list:
-            return [self._view(k, rows, a, min(a + step, end)).read() for k in keys]
-
-        pending = issue(0) if end else None
+        pending = self._issue(0, min(step, end), rows, keys) if end else None
         for a in range(0, end, step):
+            b = min(a + step, end)
             current = pending
-            pending = issue(a + step) if a + step < end else None
-            data = {k: np.asarray(f.result()) for k, f in zip(keys, current, strict=True)}
-            yield a, (data if flat else fmt.unflatten(data))
+            if b < end:
+                pending = self._issue(b, min(b + step, end), rows, keys)
+            data = self._collect(current, keys, a, b)
+            yield a, (data if flat else unflatten(data))
 
     # --- episodes -----------------------------------------------------------------------------
     @property
+    def episode_keys(self) -> ep.EpisodeKeys:
+        """The reward / terminal / truncation leaves episodes are segmented by (None: absent)."""
+        return self._log.keys
+
+    @property
     def episodes(self) -> np.ndarray:
-        """The episode index (:data:`marlvault.vault.episodes.EPISODE_DTYPE`), sorted by (row, start)."""
-        self._sync_episodes()
-        index = ep.make_index(self._finished, self._cursor)
-        lengths = self.row_lengths
-        if (lengths >= self._cursor.steps).all():
-            return index
-        return self._clip_episodes(index, lengths)
+        """The episode index (:data:`.episodes.EPISODE_DTYPE`), sorted by (row, start).
 
-    def _clip_episodes(self, index: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Drop episodes that start in a row's padding; cut the one that crosses into it.
-
-        A cut episode is incomplete (its end is not in the vault); its return is recomputed over
-        its valid steps only.
+        Computed from the stored index plus, in memory, the committed steps it does not cover
+        (all of them for flashbax-written vaults); never writes.
         """
-        stop_valid = lengths[index["row"]]
-        index = index[index["start"] < stop_valid]
-        cut = np.flatnonzero(index["start"] + index["length"] > lengths[index["row"]])
-        reward_key = self._ep_keys[0]
-        for i in cut:
-            row, start = int(index["row"][i]), int(index["start"][i])
-            stop = int(lengths[row])
-            index["length"][i] = stop - start
-            index["terminated"][i] = index["truncated"][i] = index["complete"][i] = False
-            ret = 0.0
-            if reward_key is not None:
-                r = self.read_flat(start, stop, rows=[row], keys=[reward_key])[reward_key]
-                ret = float(ep._per_step(r, (1, stop - start), "mean").sum())  # noqa: SLF001
-            index["return"][i] = ret
-        return index
+        self._catch_up_episodes()
+        return self.clip_to_row_lengths(self._log.index())
 
-    def _sync_episodes(self) -> None:
-        """Load the stored index and extend it over committed steps it does not cover yet."""
-        if self._cursor is None:
-            if self._cursor_store is not None:
-                cursor = ep.cursor_from_array(np.asarray(self._cursor_store.read().result()))
-                done = self._ep_store[: cursor.num_episodes].read().result()
-                self._finished = np.asarray(done, np.float64)
-            else:
-                cursor, self._finished = ep.empty_cursor(self.num_rows), np.zeros((0, 6))
-            if cursor.steps > self._committed:
-                raise VaultCorruptError(
-                    f"{self.path}: episode index expected to cover <= {self._committed} steps, "
-                    f"found {cursor.steps}; fix: run `marlvault vault verify`"
-                )
-            self._cursor = cursor
-        if self._cursor.steps >= self._committed:
-            return
-        keys = [k for k in self._ep_keys if k]
-        new_rows = []
-        stop = self._committed
-        for a in range(self._cursor.steps, stop, self._chunk_steps * 16):
-            b = min(a + self._chunk_steps * 16, stop)
-            data = self.read_flat(a, b, keys=keys) if keys else {}
-            r, t, tr = (data.get(k) if k else None for k in self._ep_keys)
-            if not keys:
-                r = np.zeros((self.num_rows, b - a))
-            rows, self._cursor = ep.scan_block(self._cursor, a, r, t, tr)
-            new_rows.append(rows)
-        self._finished = np.concatenate([self._finished, *new_rows])
-        if self._mode == "a":
-            writes = [(self._index_store, slice(None), np.array([stop], np.int32))]
-            added = np.concatenate(new_rows)
-            self._store.atomic_write(writes + self._episode_writes(added, self._cursor))
+    def clip_to_row_lengths(self, index: np.ndarray) -> np.ndarray:
+        """Clip an episode index to :attr:`row_lengths` (padding holds no episodes).
 
+        Episodes that start in a row's padding are dropped; one that crosses into it is cut,
+        marked incomplete, and its return recomputed over its valid steps.
+        """
+        lengths = self.row_lengths
+        if len(index) == 0 or (lengths >= (index["start"] + index["length"]).max()).all():
+            return index
+        reward = self._log.keys.rewards
 
-def _populate(store: Store, num_rows: int, leaves, ours: dict, user: dict) -> fmt.VaultMeta:
-    """Create every array, zero the index, then write ``metadata.json`` last."""
-    steps, comp = ours["chunk_steps"], ours["compression"]
-    for leaf in leaves:
-        store.create_array(
-            fmt.leaf_array_name(leaf.key),
-            (num_rows, fmt.TIME_CAPACITY, *leaf.shape),
-            leaf.dtype,
-            (num_rows, steps, *leaf.shape),
-            comp,
+        def read_rewards(row: int, start: int, stop: int) -> np.ndarray:
+            return self._read(start, stop, np.array([row], np.int64), [reward])[reward]
+
+        return ep.clip_to_lengths(index, lengths, read_rewards if reward else None)
+
+    def _catch_up_episodes(self) -> None:
+        self._log.catch_up(
+            self._committed, lambda a, b, keys: self._read(a, b, None, keys), self.path
         )
-    index = store.create_array(fmt.INDEX_ARRAY, (1,), np.dtype(np.int32), (1,), None)
-    _create_episode_arrays(store, num_rows)
-    cursor = store.open_array(fmt.CURSOR_ARRAY)
-    store.atomic_write(
-        [
-            (index, slice(None), np.zeros(1, np.int32)),
-            (cursor, slice(None), ep.cursor_to_array(ep.empty_cursor(num_rows))),
-        ]
-    )
-    doc = _dumps(fmt.build_metadata(num_rows, leaves, steps, ours, _jsonable(user)))
-    store.write_key(fmt.METADATA_FILE, doc)
-    return fmt.parse_metadata(store.location.display, doc)
-
-
-def _rename_into_place(staging: str, final: str) -> None:
-    """Atomically move the staged directory to ``final`` (an absent or empty directory)."""
-    try:
-        os.rename(staging, final)
-    except OSError as err:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise VaultExistsError(
-            f"{final}: expected an absent or empty directory to create the vault in, found "
-            f"something else appeared meanwhile ({err.strerror}); fix: choose a new path"
-        ) from None
-    fd = os.open(os.path.dirname(final) or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _create_episode_arrays(store: Store, num_rows: int) -> None:
-    zstd = {"id": "zstd", "level": 3}
-    cols = len(fmt.EPISODE_COLUMNS)
-    store.create_array(
-        fmt.EPISODES_ARRAY,
-        (fmt.EPISODE_CAPACITY, cols),
-        np.dtype(np.float64),
-        (fmt.EPISODE_CHUNK, cols),
-        zstd,
-    )
-    store.create_array(
-        fmt.CURSOR_ARRAY, (num_rows + 1, 2), np.dtype(np.float64), (num_rows + 1, 2), zstd
-    )
-
-
-def _creator() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        ver = version("marlvault")
-    except PackageNotFoundError:
-        ver = "unknown"
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return {"package": "marlvault", "version": ver, "host": socket.gethostname(), "user": user}
-
-
-def _jsonable(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {str(k): _jsonable(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return [_jsonable(v) for v in tree]
-    if isinstance(tree, (bool, str, int, float, type(None))):
-        return tree
-    if isinstance(tree, np.generic):
-        return tree.item()
-    return str(tree)
-
-
-def _dumps(doc: dict[str, Any]) -> bytes:
-    import json
-
-    return json.dumps(doc, indent=1).encode("utf-8")

@@ -1,8 +1,10 @@
 """Streaming: peak memory of the tools does not grow with the vault's size (slow).
 
 Measured on the 2-core dev VM, 2k -> 8k steps (numpy peak via tracemalloc; process peak RSS), MB:
-scan 48 -> 55; 221 -> 238. subsample 86 -> 91; 344 -> 372. combine 83 -> 83; 315..329 -> 365..449.
-The RSS growth is native memory (tensorstore, allocator), not buffers the tools hold.
+scan 50 -> 62; 276 -> 295. subsample 111 -> 118; 371 -> 400. combine 91 -> 91; 373 -> 381
+(2026-11-29; reads now decode into numpy arrays, so the numpy peak includes the streaming
+windows: scan's window holds the whole small vault's flags and rewards, 3 MB vs 12 MB, which is
+its growth). The RSS growth is native memory (tensorstore, allocator), not buffers the tools hold.
 
 Builds a recorded-like vault (B=32, 4 agents, obs 66 float32, state 132) of 2,000 and of 8,000
 steps (about 110 MB and 440 MB uncompressed) and runs each tool in a fresh process, comparing

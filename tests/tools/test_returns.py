@@ -51,11 +51,47 @@ def test_return_stats_exact(vault_path, tree):
     assert stats.iqr == pytest.approx(q75 - q25)
 
 
-def test_plot_several_vaults(vault_path, fbx_path, tmp_path):
+def _saved_figures(monkeypatch):
+    """Capture every matplotlib figure saved (the file is still written)."""
+    from matplotlib.figure import Figure
+
+    saved, real = [], Figure.savefig
+
+    def savefig(fig, *args, **kwargs):
+        saved.append(fig)
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return saved
+
+
+def _polygon_area(xy):
+    x, y = xy[:, 0], xy[:, 1]
+    return 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+
+
+def test_plot_several_vaults(vault_path, fbx_path, tree, fbx_tree, tmp_path, monkeypatch):
+    saved = _saved_figures(monkeypatch)
     png = tmp_path / "cmp.png"
     stats = returns_report([vault_path, fbx_path], plot=png)
     assert [s.count for s in stats] == [12, 12]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    (fig,) = saved
+    ax_hist, ax_violin = fig.axes
+    wants = [np.array([e["ret"] for e in expected_episodes(t) if e["complete"]])
+             for t in (tree, fbx_tree)]
+    # histogram: one filled step polygon per vault whose area / bin width is its episode count
+    edges = np.linspace(min(w.min() for w in wants), max(w.max() for w in wants), 31)
+    areas = [_polygon_area(patch.get_xy()) for patch in ax_hist.patches]
+    assert np.allclose(np.array(areas) / (edges[1] - edges[0]), [w.size for w in wants])
+    labels = [t.get_text() for t in ax_hist.get_legend().get_texts()]
+    assert [label.split(" (n=")[1] for label in labels] == ["12)", "12)"]
+    # violin: horizontal lines at each vault's min, max and median of its complete returns
+    lines = [sorted(float(seg[0, 1]) for seg in c.get_segments()) for c in ax_violin.collections
+             if hasattr(c, "get_segments") and len(c.get_segments()) == 2
+             and all(seg[0, 1] == seg[-1, 1] for seg in c.get_segments())]
+    want_lines = [sorted(float(f(w)) for w in wants) for f in (np.min, np.max, np.median)]
+    assert np.allclose(sorted(lines), sorted(want_lines))
 
 
 def test_plot_empty_series(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 from typer.testing import CliRunner
 
 from marlvault.cli import app
@@ -59,10 +58,9 @@ def test_verify_ok_and_detects_bad_episode_index(tmp_path):
     from marlvault.vault.store import Store, parse_location
 
     store = Store(parse_location(path))
-    arr = store.open_array("__marlvault__/episodes")
-    row = np.asarray(arr[0].read().result())
+    row = store.read_array("__marlvault__/episodes", 0)
     row[2] += 1
-    arr[0].write(row).result()
+    store.atomic_write([("__marlvault__/episodes", 0, row)])
     result = runner.invoke(app, ["vault", "verify", path])
     assert result.exit_code == 15
     assert "episode index" in result.output

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from marlvault.vault import Vault
+from marlvault.vault import format as fmt
+from marlvault.vault.store import Store, parse_location
 
 from .helpers import assert_episodes, assert_tree_equal, concat, make_batch
 
@@ -98,8 +100,36 @@ def test_append_to_flashbax_vault_then_flashbax_reads(tmp_path):
     fbx = fbx_vault.Vault("lbf", rel_dir=str(tmp_path / "vaults"), vault_uid="mixed")
     assert_tree_equal(jax.tree.map(np.asarray, fbx.read().experience), want)
     v = Vault.open(path)
-    assert_episodes(v.episodes, want)  # index persisted by the writer covers all 39 steps
-    assert v._cursor.steps == 39
+    assert_episodes(v.episodes, want)
+    cursor = Store(parse_location(path)).read_array(fmt.CURSOR_ARRAY)
+    assert cursor[0, 1] == 39  # the index the writer stored with its commit covers all steps
+
+
+def test_reading_episodes_never_writes(tmp_path):
+    """A reader computes a flashbax vault's episode index in memory; storage stays untouched."""
+    path = str(tmp_path / "vaults" / "lbf" / "fbx")
+    want = make_batch(B, 12, seed=3)
+    _fbx_write(path, [want])
+    before = _tree_state(path)
+    v = Vault.open(path)
+    assert_episodes(v.episodes, want)
+    assert len(v.episodes) > 0
+    assert _tree_state(path) == before
+    with Vault.open(path, mode="a") as writer:  # a writer that only reads episodes
+        assert_episodes(writer.episodes, want)
+        assert _tree_state(path) == before
+    assert _tree_state(path) == before
+    assert not Store(parse_location(path)).has_arrays([fmt.CURSOR_ARRAY])
+
+
+def _tree_state(path):
+    """``[(relative file, size)]`` of everything but the writer lock."""
+    return sorted(
+        (os.path.relpath(os.path.join(root, f), path), os.path.getsize(os.path.join(root, f)))
+        for root, _, files in os.walk(path)
+        for f in files
+        if f != fmt.LOCK_FILE
+    )
 
 
 def test_og_marl_key_layout_bool_and_ints(tmp_path):
