@@ -7,11 +7,39 @@ expected, what was found, and the fix.
 
 from __future__ import annotations
 
+import os
+import re
+
+_SECRET_ENV_NAMES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GOOGLE_AUTH_TOKEN_FOR_TESTING")
+_SECRET_ENV_WORDS = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|PRIVATE_KEY")
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
+_MIN_SECRET_LEN = 4
+
+
+def scrub(text: str) -> str:
+    """``text`` with URL userinfo (``scheme://user:pass@``) and secret env values replaced by ``***``.
+
+    Secret values are those of ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN`` and of every
+    environment variable whose name contains SECRET, TOKEN, PASSWORD or PRIVATE_KEY (values of
+    at least 4 characters). Every error message goes through here (``MarlvaultError.__str__``,
+    the CLI's reporter and its traceback hook).
+    """
+    text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    for name, value in os.environ.items():
+        if len(value) < _MIN_SECRET_LEN:
+            continue
+        if name in _SECRET_ENV_NAMES or _SECRET_ENV_WORDS.search(name.upper()):
+            text = text.replace(value, "***")
+    return text
+
 
 class MarlvaultError(Exception):
-    """Base class of all marlvault errors."""
+    """Base class of all marlvault errors (messages never show a credential: see :func:`scrub`)."""
 
     exit_code: int = 1
+
+    def __str__(self) -> str:
+        return scrub(super().__str__())
 
 
 # --- configuration and command line -------------------------------------------------------------
@@ -96,6 +124,25 @@ class VaultReadOnlyError(VaultError, PermissionError):
     """A write was attempted on a vault opened for reading."""
 
     exit_code = 20
+
+
+class InvalidLocationError(VaultError, ValueError):
+    """A path or URL is malformed, has an unsupported scheme, carries credentials or escapes
+    its base directory."""
+
+    exit_code = 21
+
+
+class StorageUnreachableError(VaultError, ConnectionError):
+    """An object-store endpoint (or the credential server) did not answer within the timeout."""
+
+    exit_code = 22
+
+
+class StorageCredentialsError(VaultError, PermissionError):
+    """No credentials were found for an object store that needs them."""
+
+    exit_code = 23
 
 
 # --- recording, checkpoints, offline -------------------------------------------------------------
