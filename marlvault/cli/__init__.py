@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from marlvault.cli._errors import ErrorsGroup, report
+from marlvault.cli._errors import ErrorsGroup, install_scrubbing_excepthook, report
 from marlvault.errors import MarlvaultError
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     Exit codes: 0 success, 2 usage error (click's one-line usage message), 130 Ctrl-C, and each
     :class:`MarlvaultError` subclass its own code (``marlvault.errors``).
     """
+    install_scrubbing_excepthook()
     try:
         # With standalone_mode=False click *returns* the code of a ``typer.Exit`` instead of
         # raising it; pass it on.

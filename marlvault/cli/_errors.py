@@ -7,18 +7,32 @@ codes as the console script.
 
 from __future__ import annotations
 
+import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import TracebackType
 
 import typer
 from typer.core import TyperGroup
 
-from marlvault.errors import MarlvaultError
+from marlvault.errors import MarlvaultError, scrub
 
 
 def report(err: MarlvaultError) -> None:
     """Prints ``error: <message>`` on stderr."""
-    typer.echo(f"error: {err}", err=True)
+    typer.echo(scrub(f"error: {err}"), err=True)
+
+
+def _scrubbed_excepthook(
+    kind: type[BaseException], value: BaseException, tb: TracebackType | None
+) -> None:
+    sys.stderr.write(scrub("".join(traceback.format_exception(kind, value, tb))))
+
+
+def install_scrubbing_excepthook() -> None:
+    """Unexpected exceptions (bugs) still print a traceback, but with secrets scrubbed."""
+    sys.excepthook = _scrubbed_excepthook
 
 
 @contextmanager

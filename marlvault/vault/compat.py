@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from marlvault.errors import VaultError, VaultRangeError
+from marlvault.errors import InvalidLocationError, VaultError, VaultRangeError
 from marlvault.tree import flatten, unflatten
 from marlvault.vault.vault import Vault as NativeVault
 
@@ -47,6 +47,23 @@ def _state_class() -> Any:
     return FbxState
 
 
+def _check_component(name: str, value: str, rel_dir: str) -> None:
+    """Refuse a ``vault_name``/``vault_uid`` that would leave ``rel_dir`` (flashbax does not check).
+
+    Raises:
+        InvalidLocationError: empty, absolute, or with a ``..`` component.
+    """
+    text = os.fspath(value)
+    parts = text.replace("\\", "/").split("/")
+    if text and not os.path.isabs(text) and ".." not in parts and "://" not in text:
+        return
+    raise InvalidLocationError(
+        f"{rel_dir}: {name} expected a relative name inside rel_dir (no '..', not absolute, not "
+        f"empty), found {text!r}; fix: pass a plain name such as 'Good', and choose the "
+        "directory with rel_dir"
+    )
+
+
 class Vault:
     """flashbax-style vault at ``<cwd>/<rel_dir>/<vault_name>/<vault_uid>``."""
 
@@ -60,6 +77,8 @@ class Vault:
         metadata: dict | None = None,
     ) -> None:
         uid = vault_uid or datetime.now().strftime("%Y%m%d%H%M%S")
+        _check_component("vault_name", vault_name, rel_dir)
+        _check_component("vault_uid", uid, rel_dir)
         self._path = os.path.normpath(os.path.join(os.getcwd(), rel_dir, vault_name, uid))
         self._structure = experience_structure
         self._last_received = 0

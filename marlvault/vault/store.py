@@ -29,6 +29,7 @@ from marlvault.errors import (
     StorageFullError,
     StorageUnreachableError,
     VaultError,
+    VaultNotFoundError,
     scrub,
 )
 
@@ -315,6 +316,55 @@ def _check_gcs_credentials(where: str) -> None:
         ) from None
 
 
+def _endpoint_name(location: Location) -> str:
+    """``host:port`` (or the service's host) the location's requests go to, for messages."""
+    url = location.base.get("endpoint") or (
+        os.environ.get("TENSORSTORE_GCS_HTTP_URL") if location.kind == "gs" else None
+    )
+    if url:
+        return "{}:{}".format(*_endpoint(url, "endpoint"))
+    return "s3.amazonaws.com" if location.kind == "s3" else "storage.googleapis.com"
+
+
+_PROBE_FAILURES: tuple[tuple[tuple[str, ...], type[VaultError], str, str], ...] = (
+    (
+        ("NOT_FOUND", "NoSuchBucket"),
+        VaultNotFoundError,
+        "the bucket to exist",
+        "check the bucket name (or create the bucket)",
+    ),
+    (
+        ("PERMISSION_DENIED", "UNAUTHENTICATED", "AccessDenied", "InvalidAccessKeyId"),
+        StorageCredentialsError,
+        "access to the bucket",
+        "check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or Google "
+        "application-default credentials) and the bucket's permissions",
+    ),
+)
+
+
+def _probe(kv: ts.KvStore, location: Location) -> None:
+    """One small request (list ``metadata.json``) so that an endpoint that accepts connections
+    but fails or stalls requests ends, after the bounded retries, in one named error."""
+    key = "metadata.json"
+    try:
+        kv.list(ts.KvStore.KeyRange(key, key + "\0")).result()
+    except ValueError as err:
+        text = scrub(str(err)).partition(" [http_response_body")[0]
+        endpoint = _endpoint_name(location)
+        for markers, kind, expected, fix in _PROBE_FAILURES:
+            if any(m in text for m in markers):
+                raise kind(
+                    f"{location.display}: expected {expected} at {endpoint}, found: {text}; "
+                    f"fix: {fix}"
+                ) from None
+        raise StorageUnreachableError(
+            f"{location.display}: expected {endpoint} to answer a request (bounded by "
+            f"{CONNECT_TIMEOUT_ENV}={connect_timeout():g} s and {REQUEST_RETRIES_ENV}), found: "
+            f"{text}; fix: check that the server works and the bucket exists"
+        ) from None
+
+
 class Store:
     """Keys and zarr arrays of one vault location (one OCDBT database)."""
 
@@ -323,6 +373,8 @@ class Store:
         check_reachable(location)
         self.context = _make_context()
         self.kv = ts.KvStore.open(location.base, context=self.context).result()
+        if location.kind != "file":
+            _probe(self.kv, location)
         self._handles: dict[str, ts.TensorStore] = {}
 
     def refresh(self) -> None:
