@@ -32,7 +32,7 @@ from marlvault.evaluation import summarise
 from marlvault.logging import RunInfo
 from marlvault.offline import bc, iql_cql, qmix_cql
 from marlvault.offline.common import Algorithm, AlgorithmEntry, make_scan_train
-from marlvault.offline.dataset import DatasetConfig, OfflineDataset
+from marlvault.offline.dataset import MODES, DatasetConfig, OfflineDataset
 from marlvault.offline.evaluate import make_evaluator
 from marlvault.run import LoggerConfig, RunSession
 
@@ -70,6 +70,16 @@ class DataConfig:
     add_agent_ids: bool = True
     """Append one-hot agent ids to observations."""
 
+    def __post_init__(self) -> None:
+        cfg.require("data.mode", self.mode, self.mode in MODES, f"one of {MODES}", "data.mode=auto")
+        cfg.require_range("data", self, "memory_budget_mb", lo=0, hi=MAX_MEMORY_MB)
+        cfg.require_range("data", self, "shuffle_windows", lo=1, hi=cfg.MAX_PARALLEL)
+        cfg.require_range("data", self, "steps_per_chunk", lo=0, hi=cfg.MAX_PARALLEL)
+
+
+MAX_MEMORY_MB = 2**24
+"""Largest ``data.memory_budget_mb`` (16 TiB: more than any device holds)."""
+
 
 @dataclass(frozen=True)
 class OfflineArchConfig:
@@ -90,9 +100,10 @@ class OfflineArchConfig:
     distribution, Boltzmann over Q-values for the Q-learners)."""
 
     def __post_init__(self) -> None:
-        cfg.require_at_least("arch", self, "num_evaluation", "num_eval_episodes", "final_eval_episodes")
-        if not 0.0 <= self.eval_epsilon <= 1.0:
-            raise ConfigError(f"arch.eval_epsilon: expected in [0, 1], got {self.eval_epsilon}")
+        cfg.require_range("arch", self, "num_evaluation", "num_eval_episodes",
+                          "final_eval_episodes", lo=1, hi=cfg.MAX_PARALLEL)
+        cfg.require_range("arch", self, "eval_epsilon", lo=0.0, hi=1.0)
+        cfg.require_range("arch", self, "seed", lo=0, hi=cfg.SEED_MAX - 1)  # seed + 1 is used
 
 
 def _logger_default() -> LoggerConfig:
