@@ -12,12 +12,14 @@ On disk (one folder per tag, ``best`` and ``last``)::
 :func:`load_policy` restores a folder for evaluation: the config (rebuilt into its dataclass)
 and the parameters. Saving writes to a temporary name and renames, so an interrupted save never
 replaces a good checkpoint with a broken one.
+
+``config_class`` is a *name*, looked up in :func:`config_classes` (marlvault's own run configs);
+it is never imported as given, so a crafted ``meta.json`` cannot make loading import a module.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import shutil
 from pathlib import Path
@@ -27,7 +29,7 @@ import jax
 import numpy as np
 
 from marlvault.config import from_dict, to_dict
-from marlvault.errors import CheckpointError, ConfigError
+from marlvault.errors import CheckpointError, ConfigError, UnknownConfigClassError
 
 META = "meta.json"
 PARAMS = "params"
@@ -40,10 +42,20 @@ def save_checkpoint(
 
     Returns:
         the checkpoint folder.
+
+    Raises:
+        UnknownConfigClassError: ``config`` is not one of :func:`config_classes` (it could not be
+            restored).
     """
     import orbax.checkpoint as ocp
 
     final = Path(directory).absolute() / tag
+    name = config_class_name(type(config))
+    if name not in config_classes():
+        raise UnknownConfigClassError(
+            f"{final}: expected a run config of marlvault ({', '.join(config_classes())}), found "
+            f"{name}; fix: save the run config the algorithm was trained with"
+        )
     tmp = final.with_name(f".{tag}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -51,9 +63,8 @@ def save_checkpoint(
     with ocp.StandardCheckpointer() as ckpt:
         ckpt.save(tmp / PARAMS, host)
         ckpt.wait_until_finished()
-    cls = type(config)
     meta = {
-        "config_class": f"{cls.__module__}:{cls.__qualname__}",
+        "config_class": name,
         "config": to_dict(config),
         "step": int(step),
         "return_mean": float(return_mean),
@@ -85,9 +96,13 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     """The ``meta.json`` of a checkpoint folder (see :func:`load_policy` for accepted paths)."""
     folder = _resolve(Path(path))
     try:
-        return json.loads((folder / META).read_text())
+        meta = json.loads((folder / META).read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{folder / META}: not valid JSON ({err}); fix: re-save it") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{folder / META}: expected a JSON object, found "
+                              f"{type(meta).__name__}; fix: re-save it")
+    return meta
 
 
 def load_policy(checkpoint_dir: str | Path, target: Any = None) -> tuple[Any, Any]:
@@ -103,6 +118,7 @@ def load_policy(checkpoint_dir: str | Path, target: Any = None) -> tuple[Any, An
         (config, params): the config rebuilt into its dataclass, params as a nested dict.
 
     Raises:
+        UnknownConfigClassError: ``meta.json`` names a class outside :func:`config_classes`.
         CheckpointError: nothing there, or the parameters do not match ``target``/the config.
     """
     import orbax.checkpoint as ocp
@@ -117,17 +133,39 @@ def load_policy(checkpoint_dir: str | Path, target: Any = None) -> tuple[Any, An
     return config, params
 
 
+def config_class_name(cls: type) -> str:
+    """``"<module>:<qualname>"``, as ``meta.json`` stores a config class."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def config_classes() -> dict[str, type]:
+    """The registry of config classes a checkpoint may name: marlvault's own run configs.
+
+    IPPO/MAPPO's ``Config`` and one run config per offline algorithm of
+    :data:`marlvault.offline.train.ALGORITHMS`; the modules imported here are fixed in code.
+    """
+    from marlvault.offline import train as offline
+    from marlvault.online import ippo
+
+    classes = [ippo.Config, *(offline.run_config_class(a) for a in offline.ALGORITHMS)]
+    return {config_class_name(c): c for c in classes}
+
+
 def _config_from_meta(folder: Path, meta: dict[str, Any]) -> Any:
-    module, _, name = str(meta.get("config_class", "")).partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
+    name, registry = meta.get("config_class"), config_classes()
+    if not isinstance(name, str) or name not in registry:
+        raise UnknownConfigClassError(
+            f"{folder / META}: config_class: expected one of {', '.join(registry)}, found "
+            f"{name!r} (never imported); fix: restore a checkpoint saved by marlvault"
+        )
+    data = meta.get("config", {})
+    if not isinstance(data, dict):
         raise CheckpointError(
-            f"{folder / META}: config_class {meta.get('config_class')!r} cannot be imported; "
-            f"fix: restore with the marlvault version that saved it"
-        ) from None
+            f"{folder / META}: config: expected a mapping of sections, found "
+            f"{type(data).__name__}; fix: restore a checkpoint saved by marlvault"
+        )
     try:
-        return from_dict(cls, meta.get("config", {}))
+        return from_dict(registry[name], data)
     except ConfigError as err:
         raise CheckpointError(f"{folder / META}: saved config does not load ({err})") from None
 

@@ -29,6 +29,7 @@ the list of valid keys), so the engine stays ~300 lines of ours.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from importlib import resources
@@ -65,10 +66,82 @@ def require(key: str, value: Any, ok: bool, expected: str, example: str) -> None
 
 def require_at_least(prefix: str, section: Any, *names: str, minimum: int = 1) -> None:
     """:func:`require` that each named field of ``section`` is ``>= minimum``."""
+    require_range(prefix, section, *names, lo=minimum)
+
+
+INT32_MAX = 2**31 - 1
+"""Largest count JAX holds in its default ``int32`` (step counters, scan lengths, sizes)."""
+MAX_PARALLEL = 2**20
+"""Most environments or episodes one run steps in parallel (a ``vmap`` batch)."""
+MAX_WIDTH = 2**16
+"""Widest network layer a config may ask for."""
+MAX_BATCH_STEPS = 2**24
+"""Most steps in one update's batch (envs x rollout length, windows x window length): beyond
+this a batch of even small observations no longer fits a device's memory."""
+SEED_MAX = 2**32 - 1
+"""Seeds are 32-bit unsigned integers (what JAX and NumPy both accept)."""
+
+
+def require_range(prefix: str, section: Any, *names: str, lo: float | None = None,
+                  hi: float | None = None, lo_open: bool = False, hi_open: bool = False,
+                  allow_none: bool = False) -> None:
+    """:func:`require` that each named number of ``section`` is finite and in range.
+
+    The declarative form of a field's range: ``lo``/``hi`` are the bounds (``None``: unbounded),
+    ``lo_open``/``hi_open`` exclude them; ``allow_none`` accepts ``None`` (an optional field).
+    The fix shown is the field's default, so it never repeats the rejected value.
+
+    Args:
+        prefix: the section's key as the user types it (``"system"``; ``""`` for top-level keys).
+        section: the dataclass instance holding the fields.
+        names: the fields to check.
+    """
     for name in names:
         value = getattr(section, name)
-        require(f"{prefix}.{name}", value, value >= minimum, f">= {minimum}",
-                f"{prefix}.{name}={max(minimum, 1)}")
+        if value is None and allow_none:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        ok = _in_range(value, lo, hi, lo_open, hi_open)
+        expected = _range_text(isinstance(value, int), lo, hi, lo_open, hi_open)
+        if not ok:
+            require(key, value, False, expected, f"{key}={_default_example(section, name, lo)}")
+
+
+def _in_range(value: Any, lo: float | None, hi: float | None, lo_open: bool,
+              hi_open: bool) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        return False
+    return hi is None or (value < hi if hi_open else value <= hi)
+
+
+def _range_text(integer: bool, lo: float | None, hi: float | None, lo_open: bool,
+                hi_open: bool) -> str:
+    kind = "an integer" if integer else "a finite number"
+    if lo is not None and hi is not None:
+        return f"{kind} in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{kind} {'>' if lo_open else '>='} {lo}"
+    if hi is not None:
+        return f"{kind} {'<' if hi_open else '<='} {hi}"
+    return kind
+
+
+def _default_example(section: Any, name: str, lo: float | None) -> str:
+    """The field's default as typed on the command line (``lo`` for a field without one)."""
+    for f in dataclasses.fields(section):
+        if f.name == name and f.default is not dataclasses.MISSING and f.default is not None:
+            return _render(f.default)
+    return _render(lo)
+
+
+def largest_divisor(n: int, at_most: int) -> int:
+    """The largest divisor of ``n`` that is ``<= at_most`` (at least 1): a valid split of ``n``
+    closest to a rejected one."""
+    return max(d for d in range(1, max(1, min(n, at_most)) + 1) if n % d == 0)
 
 
 # --- introspection -------------------------------------------------------------------------------
@@ -189,16 +262,20 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
 
 
 def _example(tp: Any) -> str:
-    return {int: "128", float: "0.5", bool: "true", str: "name"}.get(tp, "a,b")
+    """A value of type ``tp`` as typed on the command line (shown after a value that did not
+    coerce, so it never repeats it)."""
+    args = [a for a in typing.get_args(tp) if a is not type(None) and a is not Ellipsis]
+    if typing.get_origin(tp) is tuple and args:
+        return f"{_example(args[0])},{_example(args[0])}"
+    if args:  # an optional field
+        return _example(args[0])
+    return {int: "128", float: "0.5", bool: "true", str: "name"}.get(tp, "null")
 
 
 def _coerce(value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
-            return None
-        return _coerce(value, args[0])
+        return _coerce_optional(value, tp)
     if origin is tuple:
         (item,) = typing.get_args(tp)[:1]
         if isinstance(value, str):
@@ -220,6 +297,15 @@ def _coerce(value: Any, tp: Any) -> Any:
             raise TypeError("not a string")
         return str(value)
     raise TypeError(f"unsupported field type {tp}")
+
+
+def _coerce_optional(value: Any, tp: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if value == "" and args[0] is str:
+        return ""  # `key=` is an empty string for the field's check to judge, not "unset"
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+        return None
+    return _coerce(value, args[0])
 
 
 def _to_bool(value: Any) -> bool:
@@ -376,6 +462,13 @@ __all__ = [
     "preset_dir",
     "require",
     "require_at_least",
+    "require_range",
+    "largest_divisor",
+    "INT32_MAX",
+    "MAX_BATCH_STEPS",
+    "MAX_PARALLEL",
+    "MAX_WIDTH",
+    "SEED_MAX",
     "to_dict",
     "valid_keys",
 ]

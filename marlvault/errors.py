@@ -158,6 +158,12 @@ class CheckpointError(MarlvaultError, FileNotFoundError):
     exit_code = 31
 
 
+class UnknownConfigClassError(CheckpointError):
+    """A checkpoint names a config class that is not one of marlvault's own (never imported)."""
+
+    exit_code = 32
+
+
 class DatasetError(MarlvaultError, ValueError):
     """A vault lacks what an offline algorithm needs (e.g. no global state for QMIX)."""
 

@@ -132,3 +132,81 @@ def test_describe_keys_covers_every_key_with_type_default_and_meaning():
     assert all(r.doc for r in rows), [r.key for r in rows if not r.doc]
     # a docstring over several lines is joined into one
     assert "updates per jitted call" in by_key["arch.num_evaluation"].doc
+
+
+# --- rejected values: every one exits 2 with key, expected, found and a fix that differs --------
+ONLINE, OFFLINE, RECORD = ["train", "ippo"], ["offline", "train", "bc"], ["record", "ckpt"]
+REJECTED = [
+    # (command, overrides, key the message names, what it must say it found)
+    (ONLINE, ["system.lr=nan"], "system.lr", "nan"),
+    (ONLINE, ["system.lr=0"], "system.lr", "0.0"),
+    (ONLINE, ["system.gamma=-1"], "system.gamma", "-1.0"),
+    (ONLINE, ["system.gae_lambda=1.5"], "system.gae_lambda", "1.5"),
+    (ONLINE, ["system.clip_eps=inf"], "system.clip_eps", "inf"),
+    (ONLINE, ["system.ent_coef=-0.1"], "system.ent_coef", "-0.1"),
+    (ONLINE, ["system.vf_coef=nan"], "system.vf_coef", "nan"),
+    (ONLINE, ["system.max_grad_norm=0"], "system.max_grad_norm", "0.0"),
+    (ONLINE, ["system.total_timesteps=1e30"], "system.total_timesteps", "found 1000000"),
+    (ONLINE, ["system.total_timesteps=1e12", "system.ppo_epochs=1024", "arch.num_envs=1"],
+     "system.total_timesteps", "found 1000000000000"),
+    (ONLINE, ["arch.num_envs=1e12"], "arch.num_envs", "found 1000000000000"),
+    (ONLINE, ["arch.num_envs=1e6", "system.rollout_length=128"], "arch.num_envs", "found 1000000"),
+    (ONLINE, ["arch.num_eval_episodes=0"], "arch.num_eval_episodes", "found 0"),
+    (ONLINE, ["arch.seed=-1"], "arch.seed", "found -1"),
+    (ONLINE, ["system.rollout_length=0"], "system.rollout_length", "found 0"),
+    (ONLINE, ["system.ppo_epochs=1e9"], "system.ppo_epochs", "found 1000000000"),
+    (ONLINE, ["system.rollout_length=9", "system.num_minibatches=2"], "system.num_minibatches",
+     "found 2"),
+    (ONLINE, ["network.critic_hidden=1e9"], "network.critic_hidden", "found (1000000000,)"),
+    (ONLINE, ["record.path="], "record.path", "found ''"),
+    (ONLINE, ["record.start_step=100", "record.stop_step=50"], "record.stop_step", "found 50"),
+    (ONLINE, ["record.start_step=-5"], "record.start_step", "found -5"),
+    (ONLINE, ["record.every_k_updates=0"], "record.every_k_updates", "found 0"),
+    (OFFLINE, ["system.lr=nan"], "system.lr", "nan"),
+    (OFFLINE, ["system.max_grad_norm=-1"], "system.max_grad_norm", "-1.0"),
+    (OFFLINE, ["system.num_updates=1e10"], "system.num_updates", "found 10000000000"),
+    (OFFLINE, ["system.batch_size=0"], "system.batch_size", "found 0"),
+    (OFFLINE, ["system.recurrent=true", "system.batch_size=1e6"], "system.batch_size",
+     "found 1000000"),
+    (OFFLINE, ["system.rnn_size=1e7"], "system.rnn_size", "found 10000000"),
+    (OFFLINE, ["arch.eval_epsilon=2"], "arch.eval_epsilon", "2.0"),
+    (OFFLINE, ["arch.final_eval_episodes=1e12"], "arch.final_eval_episodes", "found 1000000000000"),
+    (OFFLINE, ["data.mode=disk"], "data.mode", "found 'disk'"),
+    (OFFLINE, ["data.memory_budget_mb=-1"], "data.memory_budget_mb", "found -1"),
+    (OFFLINE, ["data.shuffle_windows=0"], "data.shuffle_windows", "found 0"),
+    (["offline", "train", "iql-cql"], ["system.gamma=nan"], "system.gamma", "nan"),
+    (["offline", "train", "iql-cql"], ["system.tau=0"], "system.tau", "0.0"),
+    (["offline", "train", "iql-cql"], ["system.cql_weight=-2"], "system.cql_weight", "-2.0"),
+    (["offline", "train", "qmix-cql"], ["system.mixer_embed=0"], "system.mixer_embed", "found 0"),
+    (RECORD, ["epsilon=nan"], "epsilon", "nan"),
+    (RECORD, ["episodes=0"], "episodes", "found 0"),
+    (RECORD, ["num_envs=1e12"], "num_envs", "found 1000000000000"),
+    (RECORD, ["num_envs=1024", "chunk_steps=1e5"], "chunk_steps", "found 100000"),
+    (RECORD, ["seed=-1"], "seed", "found -1"),
+]
+
+
+@pytest.mark.parametrize(("command", "overrides", "key", "found"), REJECTED,
+                         ids=[" ".join(r[1]) for r in REJECTED])
+def test_rejected_values_exit_2_with_key_expected_found_and_a_different_fix(command, overrides,
+                                                                            key, found):
+    from typer.testing import CliRunner
+
+    from marlvault.cli import app
+
+    result = CliRunner().invoke(app, [*command, *overrides])
+    assert result.exit_code == 2, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("error:")]
+    message, _, fix = line.removeprefix("error: ").partition("; fix: e.g. ")
+    found = found.removeprefix("found ")
+    assert message.startswith(f"{key}: expected ") and f", found {found}" in message, line
+    rejected = dict(o.partition("=")[::2] for o in overrides)[key]
+    suggested = fix.partition(f"{key}=")[2]
+    assert fix.startswith(f"{key}=") and suggested and not _same(suggested, rejected), line
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b

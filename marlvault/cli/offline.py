@@ -20,9 +20,22 @@ _HELP = ("vault=PATH and config overrides KEY=VALUE, e.g. vault=vaults/lbf.vlt s
 
 
 def _run(algo: str, overrides: list[str]) -> None:
-    from marlvault.offline.train import train_offline
+    """Train, stopping after the current block on the first Ctrl-C / SIGTERM (exit code 0, like
+    ``marlvault train``: what was produced is saved); a second signal stops at once (130)."""
+    from marlvault.offline.train import load_config, train_offline
+    from marlvault.record.signals import graceful_stop
 
-    s = train_offline(algo, overrides)
+    config = load_config(algo, overrides)  # config errors before the handlers are installed
+    then = "finishing the current block of updates, then saving the logs and checkpoints"
+    with graceful_stop(then) as stop:
+        s = train_offline(algo, config, should_stop=stop)
+    if s["interrupted"]:
+        typer.echo(
+            f"\ninterrupted after update {s['num_updates']:,}: stopped early, no final "
+            f"evaluation; best params (update {s['best_step']:,}, eval return "
+            f"{s['best_eval_return']:.3f}) and logs saved\nlogs: {s['run_dir']}"
+        )
+        return
     typer.echo(
         f"\n{s['algorithm']} {s['env_name']}/{s['scenario']} on {s['vault']} "
         f"({s['dataset_mode']}, dataset mean return {s['dataset_return_mean']:.3f}) done:\n"

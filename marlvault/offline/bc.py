@@ -20,13 +20,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from marlvault.config import require_at_least
-from marlvault.errors import ConfigError
+from marlvault.config import require_range
 from marlvault.networks import Actor, GRUActionNetwork, ScannedRNN
 from marlvault.offline.common import (
     Algorithm,
     AlgorithmEntry,
     DataNeeds,
+    check_learner_sizes,
     choose,
     gradient_step,
     greedy,
@@ -64,9 +64,8 @@ class Config:
     """Gradient updates in the whole run."""
 
     def __post_init__(self) -> None:
-        require_at_least("system", self, "rnn_size", "seq_len", "batch_size", "num_updates")
-        if self.lr <= 0:
-            raise ConfigError(f"system.lr: expected > 0, got {self.lr}")
+        check_learner_sizes(self, self.items_per_batch * self.window_len)
+        require_range("system", self, "lr", "max_grad_norm", lo=0.0, lo_open=True)
 
     @property
     def window_len(self) -> int:

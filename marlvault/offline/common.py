@@ -20,6 +20,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from marlvault.config import (
+    INT32_MAX,
+    MAX_BATCH_STEPS,
+    MAX_PARALLEL,
+    MAX_WIDTH,
+    require,
+    require_range,
+)
 from marlvault.networks import ILLEGAL_LOGIT, ScannedRNN
 from marlvault.offline.dataset import DataSpec, DeviceData, SequenceBatch
 
@@ -56,6 +64,29 @@ class AlgorithmEntry(NamedTuple):
     data_needs: Callable[[Any], DataNeeds]  # config -> windows and state it trains on
     make: Callable[[Any, DataSpec], Algorithm]  # (config, spec) -> the bundle
     summary: str = ""  # one line for ``marlvault offline train --help``
+
+
+def check_learner_sizes(config: Any, batch_steps: int) -> None:
+    """The sizes every offline ``system`` section shares, in range.
+
+    Args:
+        config: the algorithm's config (``hidden``, ``rnn_size``, ``seq_len``, ``batch_size``,
+            ``num_updates``).
+        batch_steps: time steps in one update's batch (windows x window length).
+
+    Raises:
+        ConfigError: naming the first field out of range.
+    """
+    ok = bool(config.hidden) and all(1 <= n <= MAX_WIDTH for n in config.hidden)
+    require("system.hidden", config.hidden, ok, f"one or more layer sizes in [1, {MAX_WIDTH}]",
+            "system.hidden=128,128")
+    require_range("system", config, "rnn_size", lo=1, hi=MAX_WIDTH)
+    require_range("system", config, "seq_len", "batch_size", lo=1, hi=MAX_PARALLEL)
+    require_range("system", config, "num_updates", lo=1, hi=INT32_MAX)  # Adam's int32 count
+    per_item = max(1, batch_steps // config.batch_size)
+    require("system.batch_size", config.batch_size, batch_steps <= MAX_BATCH_STEPS,
+            f"a batch of at most {MAX_BATCH_STEPS} steps ({per_item} per batch item)",
+            f"system.batch_size={max(1, MAX_BATCH_STEPS // per_item)}")
 
 
 def masked_mean(x: Array, mask: Array) -> Array:

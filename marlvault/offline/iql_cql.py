@@ -23,12 +23,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from marlvault.config import require_at_least
-from marlvault.errors import ConfigError
+from marlvault.config import require_range
 from marlvault.offline.common import (
     Algorithm,
     AlgorithmEntry,
     DataNeeds,
+    check_learner_sizes,
     gradient_step,
     init_gru_network,
     masked_mean,
@@ -74,17 +74,11 @@ class Config:
     """Gradient updates in the whole run."""
 
     def __post_init__(self) -> None:
-        require_at_least("system", self, "rnn_size", "seq_len", "batch_size", "num_updates")
-        if not 0.0 <= self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
-            raise ConfigError(
-                f"system.gamma/tau: expected gamma in [0, 1] and tau in (0, 1], got "
-                f"gamma={self.gamma}, tau={self.tau}"
-            )
-        if self.cql_weight < 0 or self.lr <= 0:
-            raise ConfigError(
-                f"system.cql_weight/lr: expected cql_weight >= 0 and lr > 0, got "
-                f"{self.cql_weight}, {self.lr}"
-            )
+        check_learner_sizes(self, self.batch_size * (self.seq_len + 1))
+        require_range("system", self, "lr", "max_grad_norm", lo=0.0, lo_open=True)
+        require_range("system", self, "gamma", lo=0.0, hi=1.0)
+        require_range("system", self, "tau", lo=0.0, hi=1.0, lo_open=True)
+        require_range("system", self, "cql_weight", lo=0.0)
 
 
 def iql_cql_loss(q_all: Array, q_target_all: Array, batch: SequenceBatch, gamma: float,

@@ -21,7 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from marlvault.errors import ConfigError, DatasetError
+from marlvault.config import MAX_WIDTH, require_range
+from marlvault.errors import DatasetError
 from marlvault.networks import GRUActionNetwork
 from marlvault.offline import iql_cql, value
 from marlvault.offline.common import (
@@ -50,11 +51,7 @@ class Config(iql_cql.Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mixer_embed < 1 or self.hyper_hidden < 1:
-            raise ConfigError(
-                f"system.mixer_embed/hyper_hidden: expected >= 1, got {self.mixer_embed}, "
-                f"{self.hyper_hidden}"
-            )
+        require_range("system", self, "mixer_embed", "hyper_hidden", lo=1, hi=MAX_WIDTH)
 
 
 class QMixer(nn.Module):

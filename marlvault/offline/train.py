@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ from marlvault.evaluation import summarise
 from marlvault.logging import RunInfo
 from marlvault.offline import bc, iql_cql, qmix_cql
 from marlvault.offline.common import Algorithm, AlgorithmEntry, make_scan_train
-from marlvault.offline.dataset import DatasetConfig, OfflineDataset
+from marlvault.offline.dataset import MODES, DatasetConfig, OfflineDataset
 from marlvault.offline.evaluate import make_evaluator
 from marlvault.run import LoggerConfig, RunSession
 
@@ -70,6 +71,16 @@ class DataConfig:
     add_agent_ids: bool = True
     """Append one-hot agent ids to observations."""
 
+    def __post_init__(self) -> None:
+        cfg.require("data.mode", self.mode, self.mode in MODES, f"one of {MODES}", "data.mode=auto")
+        cfg.require_range("data", self, "memory_budget_mb", lo=0, hi=MAX_MEMORY_MB)
+        cfg.require_range("data", self, "shuffle_windows", lo=1, hi=cfg.MAX_PARALLEL)
+        cfg.require_range("data", self, "steps_per_chunk", lo=0, hi=cfg.MAX_PARALLEL)
+
+
+MAX_MEMORY_MB = 2**24
+"""Largest ``data.memory_budget_mb`` (16 TiB: more than any device holds)."""
+
 
 @dataclass(frozen=True)
 class OfflineArchConfig:
@@ -90,9 +101,10 @@ class OfflineArchConfig:
     distribution, Boltzmann over Q-values for the Q-learners)."""
 
     def __post_init__(self) -> None:
-        cfg.require_at_least("arch", self, "num_evaluation", "num_eval_episodes", "final_eval_episodes")
-        if not 0.0 <= self.eval_epsilon <= 1.0:
-            raise ConfigError(f"arch.eval_epsilon: expected in [0, 1], got {self.eval_epsilon}")
+        cfg.require_range("arch", self, "num_evaluation", "num_eval_episodes",
+                          "final_eval_episodes", lo=1, hi=cfg.MAX_PARALLEL)
+        cfg.require_range("arch", self, "eval_epsilon", lo=0.0, hi=1.0)
+        cfg.require_range("arch", self, "seed", lo=0, hi=cfg.SEED_MAX - 1)  # seed + 1 is used
 
 
 def _logger_default() -> LoggerConfig:
@@ -229,18 +241,22 @@ class _Updater:
         return state, jax.tree.map(lambda *xs: np.mean(np.stack(xs)), *metrics)
 
 
-def train_offline(algo: str, config: Any = ()) -> dict[str, Any]:
+def train_offline(algo: str, config: Any = (), *,
+                  should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Train ``algo`` (a key of :data:`ALGORITHMS`) offline and evaluate it online.
 
     Args:
         algo: the algorithm name.
         config: its run config (:func:`run_config_class`) or a list of ``key=value`` overrides.
+        should_stop: polled after every block (its evaluation and checkpoints done); when it
+            returns True the run stops early (e.g. on Ctrl-C) and skips the final evaluation.
 
     Returns:
         a summary: algorithm, env, scenario, vault, dataset mode and size, dataset mean episode
         return, updates and updates/s (blocks after the first, so without compilation), best
         evaluation step and return, final evaluation (``final_return_mean``/``std`` over
-        ``arch.final_eval_episodes``), run folder.
+        ``arch.final_eval_episodes``; NaN over 0 episodes when interrupted), ``interrupted``,
+        run folder.
     """
     if not dataclasses.is_dataclass(config):
         config = load_config(algo, list(config))
@@ -260,23 +276,27 @@ def train_offline(algo: str, config: Any = ()) -> dict[str, Any]:
 
     with RunSession(info, config.logger, config) as session:
         stats = _train_loop(algorithm, dataset, evaluator(config.arch.num_eval_episodes), config,
-                            session)
-        final_eval = evaluator(config.arch.final_eval_episodes)
-        final = final_eval(session.best.params, jax.random.key(config.arch.seed + 1))
-        session.log_absolute(final)
-    summary = summarise(final)
+                            session, should_stop or (lambda: False))
+        final_episodes, summary = 0, {"return_mean": math.nan, "return_std": math.nan}
+        if not stats["interrupted"]:
+            final_episodes = config.arch.final_eval_episodes
+            final = evaluator(final_episodes)(session.best.params,
+                                              jax.random.key(config.arch.seed + 1))
+            session.log_absolute(final)
+            summary = summarise(final)
     return {
         "algorithm": algo, "env_name": env.spec.env_name, "scenario": env.spec.scenario,
         "vault": dataset.path, "dataset_mode": dataset.mode, "dataset_bytes": dataset.nbytes,
         **stats, "best_step": session.best.step, "best_eval_return": session.best.ret,
         "final_return_mean": summary["return_mean"], "final_return_std": summary["return_std"],
-        "final_episodes": config.arch.final_eval_episodes, "run_dir": str(session.run_dir),
+        "final_episodes": final_episodes, "run_dir": str(session.run_dir),
     }
 
 
 def _train_loop(algorithm: Algorithm, dataset: OfflineDataset, evaluate: Any, config: Any,
-                session: RunSession) -> dict[str, float]:
-    """Blocks of updates, each followed by an evaluation handed to the run session."""
+                session: RunSession, should_stop: Callable[[], bool]) -> dict[str, Any]:
+    """Blocks of updates, each followed by an evaluation handed to the run session; stops after
+    the block during which ``should_stop()`` became true."""
     arch, total = config.arch, config.system.num_updates
     blocks = min(arch.num_evaluation, total)
     updater = _Updater(algorithm, dataset, arch.seed)
@@ -298,9 +318,12 @@ def _train_loop(algorithm: Algorithm, dataset: OfflineDataset, evaluate: Any, co
         train = {k: float(v) for k, v in metrics.items()}
         session.evaluated(done, num / max(elapsed, 1e-9), evaluate(params, eval_key), train,
                           params)
+        if should_stop():
+            break
     returns = dataset.episode_returns()
     return {
         "num_updates": done,
+        "interrupted": done < total,
         "updates_per_second": timed[0] / max(timed[1], 1e-9),
         "dataset_return_mean": float(returns.mean()) if returns.size else float("nan"),
     }

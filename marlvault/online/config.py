@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from marlvault.config import require, require_at_least
+from marlvault.config import (
+    INT32_MAX,
+    MAX_PARALLEL,
+    MAX_WIDTH,
+    SEED_MAX,
+    require,
+    require_range,
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,9 @@ class ArchConfig:
     """Seed of every random stream in the run."""
 
     def __post_init__(self) -> None:
-        require_at_least("arch", self, "num_envs", "num_eval_episodes", "num_evaluation")
+        require_range("arch", self, "num_envs", "num_eval_episodes", lo=1, hi=MAX_PARALLEL)
+        require_range("arch", self, "num_evaluation", lo=1, hi=MAX_PARALLEL)
+        require_range("arch", self, "seed", lo=0, hi=SEED_MAX)
 
 
 @dataclass(frozen=True)
@@ -54,8 +63,9 @@ class NetworkConfig:
     def __post_init__(self) -> None:
         for name in ("actor_hidden", "critic_hidden"):
             sizes = getattr(self, name)
-            require(f"network.{name}", sizes, bool(sizes) and min(sizes) > 0,
-                    "one or more positive layer sizes", f"network.{name}=128,128")
+            ok = bool(sizes) and all(1 <= n <= MAX_WIDTH for n in sizes)
+            require(f"network.{name}", sizes, ok,
+                    f"one or more layer sizes in [1, {MAX_WIDTH}]", f"network.{name}=128,128")
 
 
 @dataclass(frozen=True)
@@ -74,4 +84,11 @@ class RecordConfig:
     """Optional extra keys under ``infos.`` (subset of ``log_prob``, ``update``, ``next_obs``)."""
 
     def __post_init__(self) -> None:
-        require_at_least("record", self, "every_k_updates")
+        require("record.path", self.path, self.path is None or bool(self.path.strip()),
+                "a vault path or URL, or null (record nothing)", "record.path=vaults/run.vlt")
+        require_range("record", self, "every_k_updates", lo=1, hi=INT32_MAX)
+        require_range("record", self, "start_step", lo=0)
+        if self.stop_step is not None:
+            require("record.stop_step", self.stop_step, self.stop_step > self.start_step,
+                    f"null or a step after record.start_step={self.start_step}",
+                    "record.stop_step=null")

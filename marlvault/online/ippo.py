@@ -37,7 +37,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from marlvault.config import require, require_at_least
+from marlvault.config import (
+    INT32_MAX,
+    MAX_BATCH_STEPS,
+    MAX_PARALLEL,
+    largest_divisor,
+    require,
+    require_range,
+)
 from marlvault.envs.base import Array, EnvSpec, TimeStep
 from marlvault.envs.registry import make_env
 from marlvault.envs.vec import VecEnv, VecState
@@ -52,6 +59,13 @@ from marlvault.run import LoggerConfig
 P = jax.sharding.PartitionSpec
 PPO_ADAM_EPS = 1e-5
 """Adam epsilon of the PPO optimisers (as in PureJaxRL and Mava)."""
+
+
+MAX_EPOCHS = 1024
+"""Most PPO epochs over one rollout."""
+MAX_TOTAL_TIMESTEPS = 10**13
+"""Most environment steps a run may ask for (far beyond any run; keeps the sizes derived from it
+representable)."""
 
 
 # --- config --------------------------------------------------------------------------------------
@@ -89,12 +103,17 @@ class SystemConfig:
     """Append a one-hot agent id to the network inputs."""
 
     def __post_init__(self) -> None:
-        require_at_least("system", self, "total_timesteps", "rollout_length", "ppo_epochs",
-                         "num_minibatches")
-        require("system.num_minibatches", self.num_minibatches,
-                self.rollout_length % self.num_minibatches == 0,
-                f"a divisor of system.rollout_length={self.rollout_length} (minibatches split "
-                "time)", "system.num_minibatches=2")
+        require_range("system", self, "total_timesteps", lo=1, hi=MAX_TOTAL_TIMESTEPS)
+        require_range("system", self, "rollout_length", lo=1, hi=MAX_PARALLEL)
+        require_range("system", self, "ppo_epochs", lo=1, hi=MAX_EPOCHS)
+        require_range("system", self, "num_minibatches", lo=1, hi=MAX_PARALLEL)
+        t, mb = self.rollout_length, self.num_minibatches
+        require("system.num_minibatches", mb, t % mb == 0,
+                f"a divisor of system.rollout_length={t} (minibatches split time)",
+                f"system.num_minibatches={largest_divisor(t, mb)}")
+        require_range("system", self, "gamma", "gae_lambda", lo=0.0, hi=1.0)
+        require_range("system", self, "clip_eps", "max_grad_norm", "lr", lo=0.0, lo_open=True)
+        require_range("system", self, "ent_coef", "vf_coef", lo=0.0)
 
 
 @dataclass(frozen=True)
@@ -107,6 +126,9 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
+
+    def __post_init__(self) -> None:
+        _check_sizes(self)
 
     @property
     def steps_per_update(self) -> int:
@@ -134,6 +156,22 @@ class Config:
     def num_calls(self) -> int:
         """Learner calls (= evaluations) in the run."""
         return self.arch.num_evaluation
+
+
+def _check_sizes(config: Config) -> None:
+    """Products of sizes: the batch of one update fits memory, the optimiser's step count int32."""
+    t = config.system.rollout_length
+    require("arch.num_envs", config.arch.num_envs, config.steps_per_update <= MAX_BATCH_STEPS,
+            f"num_envs x system.rollout_length={t} <= {MAX_BATCH_STEPS} env steps per update",
+            f"arch.num_envs={max(1, MAX_BATCH_STEPS // t)}")
+    per_update = config.system.ppo_epochs * config.system.num_minibatches  # <= 2**30
+    fits = max(1, INT32_MAX // per_update)  # updates within Adam's int32 step count
+    expected = f"at most {INT32_MAX} optimiser steps (updates x ppo_epochs x num_minibatches)"
+    require("arch.num_evaluation", config.arch.num_evaluation,
+            config.arch.num_evaluation <= fits, expected, f"arch.num_evaluation={fits}")
+    require("system.total_timesteps", config.system.total_timesteps,
+            config.num_updates <= fits, expected,
+            f"system.total_timesteps={min(fits * config.steps_per_update, MAX_TOTAL_TIMESTEPS)}")
 
 
 # --- state and data ------------------------------------------------------------------------------
@@ -394,10 +432,16 @@ def make_train(
         autoreset: the VecEnv auto-reset scheme ("fast" or "naive", for benchmarks).
 
     Raises:
-        ConfigError: if ``arch.num_envs`` does not split over the devices.
+        ConfigError: if ``arch.num_envs`` does not split over the devices, or envs x rollout x
+            agents does not fit int32.
     """
     mesh = anakin.make_mesh() if mesh is None else mesh
     env = make_env(config.env.env_name, config.env.scenario)
+    agents = env.spec.num_agents
+    require("arch.num_envs", config.arch.num_envs,
+            config.steps_per_update * agents <= INT32_MAX,
+            f"num_envs x system.rollout_length x {agents} agents <= {INT32_MAX}",
+            f"arch.num_envs={max(1, INT32_MAX // (agents * config.system.rollout_length))}")
     local = anakin.local_count(config.arch.num_envs, mesh, "arch.num_envs")
     nets = make_networks(env.spec, config)
     vec = VecEnv(env, local, autoreset=autoreset)

@@ -20,7 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from marlvault.config import require
+from marlvault.config import (
+    INT32_MAX,
+    MAX_BATCH_STEPS,
+    MAX_PARALLEL,
+    SEED_MAX,
+    require,
+    require_range,
+)
 from marlvault.envs.base import EnvSpec, TimeStep
 from marlvault.envs.registry import make_env
 from marlvault.envs.vec import VecEnv, VecState
@@ -63,13 +70,15 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         require("checkpoint", self.checkpoint, bool(self.checkpoint), "a checkpoint folder",
                 "marlvault record results/<run>/checkpoints/best")
-        require("episodes", self.episodes, self.episodes >= 1, ">= 1", "episodes=200")
+        require_range("", self, "episodes", lo=1, hi=INT32_MAX)
         require("mode", self.mode, self.mode in MODES, f"one of {MODES}", f"mode={MODES[0]}")
-        require("epsilon", self.epsilon, 0.0 <= self.epsilon <= 1.0, "a probability in [0, 1]",
-                "epsilon=0.05")
-        require("num_envs", self.num_envs, self.num_envs >= 0, ">= 0 (0: chosen from episodes)",
-                "num_envs=0")
-        require("chunk_steps", self.chunk_steps, self.chunk_steps >= 1, ">= 1", "chunk_steps=128")
+        require_range("", self, "epsilon", lo=0.0, hi=1.0)
+        require_range("", self, "num_envs", lo=0, hi=MAX_PARALLEL)
+        require_range("", self, "chunk_steps", lo=1, hi=MAX_PARALLEL)
+        require_range("", self, "seed", lo=0, hi=SEED_MAX)
+        require("chunk_steps", self.chunk_steps, self.rows * self.chunk_steps <= MAX_BATCH_STEPS,
+                f"num_envs x chunk_steps <= {MAX_BATCH_STEPS} steps per chunk",
+                f"chunk_steps={max(1, MAX_BATCH_STEPS // self.rows)}")
 
     @property
     def rows(self) -> int:

@@ -1,5 +1,5 @@
-"""Graceful stop on Ctrl-C / SIGTERM: the learner finishes its current call, then everything
-produced so far is flushed and committed before the process exits.
+"""Graceful stop on Ctrl-C / SIGTERM: the learner finishes its current call (online) or block of
+updates (offline), then everything produced so far is saved before the process exits.
 
 A second signal while stopping raises ``KeyboardInterrupt`` at once (the recorder's ``close`` in a
 ``finally`` block still commits what was already handed to it).
@@ -24,8 +24,14 @@ class StopFlag:
 
 
 @contextmanager
-def graceful_stop() -> Iterator[StopFlag]:
-    """Installs the handlers (main thread only) for the duration of the block."""
+def graceful_stop(
+    then: str = "finishing the current learner call, then flushing the vault",
+) -> Iterator[StopFlag]:
+    """Installs the handlers (main thread only) for the duration of the block.
+
+    Args:
+        then: what the process does before it stops, printed when the first signal arrives.
+    """
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -35,11 +41,8 @@ def graceful_stop() -> Iterator[StopFlag]:
         if flag.signal is not None:
             raise KeyboardInterrupt
         flag.signal = signum
-        print(
-            f"\n{signal.Signals(signum).name} received: finishing the current learner call, "
-            "then flushing the vault (send again to stop at once)",
-            flush=True,
-        )
+        print(f"\n{signal.Signals(signum).name} received: {then} (send again to stop at once)",
+              flush=True)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
