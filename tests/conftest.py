@@ -28,9 +28,10 @@ else:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Removes this session's compilation cache."""
-    del session, exitstatus
-    if _CACHE is not None:
+    """Removes this session's compilation cache (once, in the controlling process: pytest-xdist
+    workers inherit the controller's environment and so share its cache)."""
+    del exitstatus
+    if _CACHE is not None and not hasattr(session.config, "workerinput"):
         shutil.rmtree(_CACHE, ignore_errors=True)
 
 

@@ -38,7 +38,9 @@ def _crash_trials(ctx, path: str, trials: int, seed: int) -> list[int]:
     for trial in range(trials):
         proc = ctx.Process(target=crash_worker.writer, args=(path, seed * 1000 + trial, 10**6))
         proc.start()
-        time.sleep(float(rng.uniform(0.02, 0.5)))
+        # random moments; the last three later, so that a loaded machine still commits something
+        late = trial >= trials - 3
+        time.sleep(float(rng.uniform(1.0, 3.0) if late else rng.uniform(0.02, 0.5)))
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         assert proc.exitcode == -signal.SIGKILL, "the writer should still have been running"
