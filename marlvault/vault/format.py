@@ -264,7 +264,7 @@ def parse_row_lengths(
         )
         raise error(
             f"{where}/{METADATA_FILE}: marlvault.{ROW_LENGTHS_KEY} expected a list of {num_rows} "
-            f"integers in [0, {MAX_DIM}] (valid steps per row), found {found[:200]}; fix: write one valid length "
+            f"integers >= 0 and <= {MAX_DIM} (valid steps per row), found {found[:200]}; fix: write one valid length "
             "per row, or drop the key when every row is valid up to vault_index"
         )
     return np.asarray(value, np.int64).reshape(num_rows)
