@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from marlvault.errors import MarlvaultError
+from marlvault.errors import MarlvaultError, VaultCorruptError
 from marlvault.vault import episodes as ep
 from marlvault.vault import format as fmt
 from marlvault.vault.vault import Vault
@@ -16,8 +16,10 @@ from marlvault.vault.vault import Vault
 def describe(path: str) -> dict[str, Any]:
     """A JSON-ready summary: structure, rows, steps, episodes, size on disk, codec, creator."""
     vault = Vault.open(path)
+    for problem in vault.missing_chunks():
+        raise VaultCorruptError(f"{vault.path}: {problem}")
     index = vault.episodes
-    ours = vault.metadata.get("marlvault", {})
+    ours = _ours(vault)
     extra = {
         k: v
         for k, v in vault.metadata.items()
@@ -66,6 +68,12 @@ def describe(path: str) -> dict[str, Any]:
     }
 
 
+def _ours(vault: Vault) -> dict[str, Any]:
+    """The ``"marlvault"`` section (empty when absent or not a dict: flashbax vaults)."""
+    ours = vault.metadata.get("marlvault")
+    return ours if isinstance(ours, dict) else {}
+
+
 @dataclass
 class VerifyReport:
     """Outcome of :func:`verify`."""
@@ -97,6 +105,7 @@ def verify(path: str, steps_per_chunk: int | None = None) -> VerifyReport:
     try:
         vault = Vault.open(path)
         report.path = vault.path
+        report.problems += vault.missing_chunks()
         cursor = ep.empty_cursor(vault.num_rows)
         found = []
         for start, data in vault.iter_chunks(steps_per_chunk, flat=True):
@@ -121,7 +130,7 @@ def verify(path: str, steps_per_chunk: int | None = None) -> VerifyReport:
 
 def _check_row_lengths(vault: Vault, report: VerifyReport) -> np.ndarray | None:
     """Check ``marlvault.row_lengths``: B integers in ``[0, vault_index]``. Returns them or None."""
-    raw = vault.metadata.get("marlvault", {}).get(fmt.ROW_LENGTHS_KEY)
+    raw = _ours(vault).get(fmt.ROW_LENGTHS_KEY)
     try:
         stored = fmt.parse_row_lengths(vault.path, raw, vault.num_rows)
     except MarlvaultError as err:

@@ -28,6 +28,7 @@ from marlvault.errors import NotAVaultError, SchemaMismatchError, VaultError, Va
 from marlvault.tree import flatten
 from marlvault.vault import episodes as ep
 from marlvault.vault import format as fmt
+from marlvault.vault import guard
 from marlvault.vault.episode_log import create_arrays as create_episode_arrays
 from marlvault.vault.lock import WriterLock
 from marlvault.vault.store import Store, parse_location, raise_storage
@@ -96,16 +97,21 @@ def our_section(
         VaultError: bad ``chunks``/``compression`` or reserved keys in ``user``.
         SchemaMismatchError: a bad ``row_lengths`` in ``user["marlvault"]``.
     """
-    if chunks is not None and (not isinstance(chunks, int) or chunks < 1):
-        raise VaultError(f"{where}: chunks expected a positive int (time steps), found {chunks!r}")
+    if chunks is not None and (type(chunks) is not int or chunks < 1):
+        raise VaultError(
+            f"{where}: chunks expected a positive int (time steps), found {chunks!r}; fix: pass "
+            "e.g. chunks=64, or leave it out for the default"
+        )
     clash = [k for k in fmt.RESERVED_KEYS if k in user]
     if clash:
         raise VaultError(
             f"{where}: metadata keys {clash} are reserved by the format; fix: rename them"
         )
+    steps = chunks or fmt.default_chunk_steps(num_rows, leaves)
+    _check_chunk_bytes(where, num_rows, leaves, steps)
     ours = {
         "format_revision": fmt.FORMAT_REVISION,
-        "chunk_steps": chunks or fmt.default_chunk_steps(num_rows, leaves),
+        "chunk_steps": steps,
         "compression": _compressor(where, compression),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "creator": _creator(),
@@ -117,6 +123,21 @@ def our_section(
     if lengths is not None:
         ours[fmt.ROW_LENGTHS_KEY] = lengths.tolist()
     return ours
+
+
+def _check_chunk_bytes(
+    where: str, num_rows: int, leaves: tuple[fmt.LeafSpec, ...], steps: int
+) -> None:
+    """Refuse chunks whose largest one would exceed :data:`guard.MAX_CHUNK_BYTES`."""
+    largest = max(leaf.step_bytes for leaf in leaves) * num_rows
+    if largest * steps > guard.MAX_CHUNK_BYTES:
+        fit = max(guard.MAX_CHUNK_BYTES // max(largest, 1), 0)
+        raise VaultError(
+            f"{where}: chunks expected at most {guard.MAX_CHUNK_BYTES} bytes per chunk of the "
+            f"largest leaf ({largest} bytes per step for B={num_rows}), found {steps} steps = "
+            f"{largest * steps} bytes; fix: "
+            + (f"pass chunks <= {fit}" if fit else "use fewer rows or smaller leaves")
+        )
 
 
 def create_vault(
@@ -147,24 +168,40 @@ def create_vault(
     user = dict(metadata or {})
     ours = our_section(where, num_rows, leaves, user, compression, chunks)
     final = store.location
-    if final.kind == "file":
-        staging = f"{final.display}.creating-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(staging)
-        store = Store(parse_location(staging))
-    lock = WriterLock.acquire(store, break_lock)
+    staging = f"{final.display}.creating-{os.getpid()}" if final.kind == "file" else None
+    try:
+        if staging is not None:
+            store = _make_staging(staging)
+        lock = WriterLock.acquire(store, break_lock)
+    except Exception as err:  # noqa: BLE001 - mapped to our errors
+        _remove_staging(staging)
+        raise_storage(err, final.display, "creating the vault")
     try:
         meta = _populate(store, num_rows, leaves, ours, user)
-        if final.kind == "file":
-            _rename_into_place(store.location.display, final.display)
+        if staging is not None:
+            _rename_into_place(staging, final.display)
             store = Store(final)
             lock.store = store
     except BaseException as err:
         lock.release()
+        _remove_staging(staging)
         if isinstance(err, Exception):
             raise_storage(err, final.display, "creating the vault")
         raise
     return store, meta, lock
+
+
+def _make_staging(staging: str) -> Store:
+    """An empty staging folder ``<path>.creating-<pid>`` and its store."""
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    return Store(parse_location(staging))
+
+
+def _remove_staging(staging: str | None) -> None:
+    """Remove what a failed create staged (nothing when it was already renamed into place)."""
+    if staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _populate(store: Store, num_rows: int, leaves, ours: dict, user: dict) -> fmt.VaultMeta:

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from marlvault.errors import VaultCorruptError, VaultError
+from marlvault.errors import VaultError
 from marlvault.vault import episodes as ep
 from marlvault.vault import format as fmt
+from marlvault.vault import guard
 from marlvault.vault.store import Store
 
 ReadFlat = Callable[[int, int, list[str]], dict[str, np.ndarray]]
@@ -77,20 +78,14 @@ class EpisodeLog:
         """Read the stored index once (an empty one when the vault has none).
 
         Raises:
-            VaultCorruptError: the stored index covers more than ``committed`` steps.
+            VaultCorruptError: the stored index covers more than ``committed`` steps, or a
+                count, bound or row of it is out of range (checked before use).
         """
         if self._cursor is not None:
             return
         cursor = ep.empty_cursor(self._num_rows)
         if self._store.has_arrays(_ARRAYS):
-            cursor = ep.cursor_from_array(self._store.read_array(fmt.CURSOR_ARRAY))
-            done = self._store.read_array(fmt.EPISODES_ARRAY, slice(0, cursor.num_episodes))
-            self._finished = np.asarray(done, np.float64)
-        if cursor.steps > committed:
-            raise VaultCorruptError(
-                f"{where}: episode index expected to cover <= {committed} steps, found "
-                f"{cursor.steps}; fix: run `marlvault vault verify {where}`"
-            )
+            cursor, self._finished = guard.load_episodes(self._store, self._num_rows, committed)
         self._cursor = cursor
         self._stored = cursor.num_episodes
 

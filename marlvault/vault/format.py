@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,19 +141,31 @@ def _bad(path: str, what: str) -> NotAVaultError:
     )
 
 
+MAX_DIM = 2**31 - 1
+"""Largest B or per-step dimension accepted from ``metadata.json``."""
+
+
 def _parse_leaf(path: str, key: str, shape_str: Any, dtype_str: Any) -> tuple[int, LeafSpec]:
     try:
-        shape = ast.literal_eval(shape_str) if isinstance(shape_str, str) else None
+        short = isinstance(shape_str, str) and len(shape_str) <= 1000
+        shape = ast.literal_eval(shape_str) if short else None
         dtype = np.dtype(dtype_str)
-    except (ValueError, SyntaxError, TypeError) as err:
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError) as err:
         raise VaultCorruptError(
             f"{path}/{METADATA_FILE}: leaf {key!r} expected shape '(B, T, ...)' and a dtype name, "
-            f"found {shape_str!r} / {dtype_str!r} ({err}); fix: restore metadata.json"
+            f"found {str(shape_str)[:100]!r} / {str(dtype_str)[:100]!r} ({type(err).__name__}); "
+            "fix: restore metadata.json"
         ) from None
-    if not isinstance(shape, tuple) or len(shape) < 2 or not all(isinstance(d, int) for d in shape):
+    ok = isinstance(shape, tuple) and len(shape) >= 2
+    if not ok or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape) or shape[0] < 1:
         raise VaultCorruptError(
-            f"{path}/{METADATA_FILE}: leaf {key!r} expected shape '(B, T, ...)', found "
-            f"{shape_str!r}; fix: restore metadata.json"
+            f"{path}/{METADATA_FILE}: leaf {key!r} expected shape '(B, T, ...)' of integers in "
+            f"[0, {MAX_DIM}] (B >= 1), found {str(shape_str)[:100]!r}; fix: restore metadata.json"
+        )
+    if dtype.kind in "OV":
+        raise VaultCorruptError(
+            f"{path}/{METADATA_FILE}: leaf {key!r} expected a numeric dtype name, found "
+            f"{dtype_str!r}; fix: restore metadata.json"
         )
     return shape[0], LeafSpec(key=key, shape=tuple(shape[2:]), dtype=dtype)
 
@@ -180,20 +193,26 @@ def parse_metadata(path: str, data: bytes) -> VaultMeta:
     """
     try:
         raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise VaultCorruptError(
             f"{path}/{METADATA_FILE}: expected a JSON document, found {len(data)} bytes that do "
-            f"not parse ({err}); fix: restore metadata.json from a copy or recreate the vault"
+            f"not parse ({type(err).__name__}: {str(err)[:200]}); fix: restore metadata.json from a copy or recreate the vault"
         ) from None
     if not isinstance(raw, dict) or "version" not in raw or "structure_shape" not in raw:
         raise _bad(path, "found no 'version'/'structure_shape' keys")
     version = raw["version"]
-    if not isinstance(version, (int, float)):
-        raise _bad(path, f"found version {version!r}")
-    if int(version // 1) > int(FLASHBAX_VERSION // 1):
+    if not isinstance(version, (int, float)) or isinstance(version, bool):
+        raise _bad(path, f"found version {str(version)[:100]!r}")
+    if not math.isfinite(version):
+        raise VaultCorruptError(
+            f"{path}/{METADATA_FILE}: version expected a number like {FLASHBAX_VERSION}, found "
+            f"{version}; fix: restore metadata.json (set \"version\": {FLASHBAX_VERSION})"
+        )
+    if not 1 <= version < int(FLASHBAX_VERSION // 1) + 1:
         raise VaultVersionError(
             f"{path}/{METADATA_FILE}: expected format version {int(FLASHBAX_VERSION)}.x, found "
-            f"{version} (written by a newer tool); fix: upgrade marlvault"
+            f"{version} ({'written by a newer tool' if version > 1 else 'not a 1.x format'}); "
+            "fix: upgrade marlvault, or restore metadata.json if the version is damaged"
         )
     shapes = _flat_structure(path, raw["structure_shape"])
     dtypes = _flat_structure(path, raw.get("structure_dtype"))
@@ -236,7 +255,8 @@ def parse_row_lengths(
     if value is None:
         return None
     ok = isinstance(value, (list, tuple)) and all(
-        isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 0 for x in value
+        isinstance(x, (int, np.integer)) and not isinstance(x, bool) and 0 <= x <= MAX_DIM
+        for x in value
     )
     if not ok or len(value) != num_rows:
         found = f"{len(value)} values {list(value)[:8]}" if isinstance(value, (list, tuple)) else (
@@ -244,7 +264,7 @@ def parse_row_lengths(
         )
         raise error(
             f"{where}/{METADATA_FILE}: marlvault.{ROW_LENGTHS_KEY} expected a list of {num_rows} "
-            f"integers >= 0 (valid steps per row), found {found}; fix: write one valid length "
+            f"integers >= 0 and <= {MAX_DIM} (valid steps per row), found {found[:200]}; fix: write one valid length "
             "per row, or drop the key when every row is valid up to vault_index"
         )
     return np.asarray(value, np.int64).reshape(num_rows)

@@ -9,6 +9,7 @@ is reported with the holder and can be broken with ``break_lock=True``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from marlvault.errors import VaultLockedError
 from marlvault.vault.format import LOCK_FILE
-from marlvault.vault.store import Store
+from marlvault.vault.store import Store, raise_storage
 
 
 def _holder() -> dict:
@@ -76,39 +77,84 @@ def _read_info(raw: bytes | None) -> dict:
     try:
         info = json.loads(raw or b"{}")
         return info if isinstance(info, dict) else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
 
 
+_PID_MAX = 2**31 - 1
+
+
+def _check_info(where: str, info: dict) -> dict:
+    """A parsed lock's ``{pid, host, time}``, each of its type and range, else an error."""
+    pid, host, stamp = info.get("pid"), info.get("host"), info.get("time")
+    ok = (
+        type(pid) is int
+        and 0 < pid <= _PID_MAX
+        and isinstance(host, str)
+        and type(stamp) in (int, float)
+        and math.isfinite(stamp)
+        and 0 <= stamp < 1e11
+    )
+    if ok:
+        return info
+    raise VaultLockedError(
+        f"{where}: expected {LOCK_FILE} to hold {{pid > 0, host, time}} of the writer holding "
+        f"the vault, found {json.dumps(info)[:200]}; fix: if no writer is running, open with "
+        "break_lock=True"
+    )
+
+
+def _lock_io_error(where: str, path: str, err: OSError) -> VaultLockedError:
+    return VaultLockedError(
+        f"{where}: expected {LOCK_FILE} to be a lock file, found a "
+        f"{'directory' if os.path.isdir(path) else 'path that cannot be read'} there "
+        f"({err.strerror or err}); fix: remove {path} if no writer is running"
+    )
+
+
 def _acquire_local(path: str, store: Store, break_lock: bool) -> None:
+    where = store.location.display
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            try:
-                with open(path, "rb") as fh:
-                    info = _read_info(fh.read())
-            except FileNotFoundError:
+            if _take_over_local(path, where, break_lock):
                 continue
-            same_host = info.get("host") == socket.gethostname()
-            stale = same_host and isinstance(info.get("pid"), int) and not _pid_alive(info["pid"])
-            if stale or break_lock or not info:
-                os.unlink(path)
-                continue
-            raise _locked_error(
-                store.location.display,
-                info,
-                "close the other writer, or if it is gone, open with break_lock=True",
-            ) from None
-        with os.fdopen(fd, "w") as fh:
-            json.dump(_holder(), fh)
-        return
-    raise _locked_error(store.location.display, {}, "retry; the lock file keeps changing")
+        except OSError as err:
+            if os.path.isdir(path):
+                raise _lock_io_error(where, path, err) from None
+            raise_storage(err, where, f"creating {LOCK_FILE}")
+        else:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(_holder(), fh)
+            return
+    raise _locked_error(where, {}, "retry; the lock file keeps changing")
+
+
+def _take_over_local(path: str, where: str, break_lock: bool) -> bool:
+    """An existing lock file: True when it was removed (stale, broken, empty), else raise."""
+    try:
+        with open(path, "rb") as fh:
+            info = _read_info(fh.read())
+        if info and not break_lock:
+            info = _check_info(where, info)
+            if info["host"] != socket.gethostname() or _pid_alive(info["pid"]):
+                raise _locked_error(
+                    where, info, "close the other writer, or if it is gone, open with "
+                    "break_lock=True",
+                )
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise _lock_io_error(where, path, err) from None
+    return True
 
 
 def _acquire_object(store: Store, break_lock: bool) -> None:
     info = _read_info(store.read_key(LOCK_FILE)) if not break_lock else {}
     if info:
+        info = _check_info(store.location.display, info)
         raise _locked_error(
             store.location.display,
             info,

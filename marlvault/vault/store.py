@@ -25,11 +25,14 @@ import tensorstore as ts
 from marlvault.errors import (
     ConfigError,
     InvalidLocationError,
+    NotAVaultError,
     StorageCredentialsError,
     StorageFullError,
     StorageUnreachableError,
+    VaultCorruptError,
     VaultError,
     VaultNotFoundError,
+    VaultReadOnlyError,
     scrub,
 )
 
@@ -146,8 +149,26 @@ def is_storage_full(err: BaseException) -> bool:
     return any(marker in str(err).lower() for marker in _FULL_MARKERS)
 
 
+_OS_FIXES = (
+    ((errno.EACCES, errno.EPERM, errno.EROFS), ("permission denied", "read-only file system"),
+     "permission to write there", "choose a writable location or fix its permissions"),
+    ((errno.ENOTDIR, errno.EEXIST), ("not a directory", "file exists"),
+     "a directory path", "a parent of the path is a file: choose another path"),
+    ((errno.ENAMETOOLONG,), ("file name too long", "name too long"),
+     "a name the file system accepts", "choose a shorter name (the staging folder adds "
+     "'.creating-<pid>')"),
+    ((errno.ENOENT,), ("no such file or directory",),
+     "an existing parent directory", "create the parent directory first"),
+)
+
+
 def raise_storage(err: BaseException, where: str, doing: str) -> None:
-    """Re-raise a tensorstore/OS failure as a :class:`VaultError` subclass (never returns)."""
+    """Re-raise a tensorstore/OS failure as a :class:`VaultError` subclass (never returns).
+
+    Out of space → :class:`StorageFullError`; no permission or a read-only file system →
+    :class:`VaultReadOnlyError`; a file where a directory should be → :class:`NotAVaultError`;
+    a missing parent → :class:`VaultNotFoundError`; anything else → :class:`VaultError`.
+    """
     if isinstance(err, VaultError):
         raise err
     if is_storage_full(err):
@@ -156,7 +177,22 @@ def raise_storage(err: BaseException, where: str, doing: str) -> None:
             f"{err}); committed data is unchanged; fix: free space or use a larger volume, "
             "then reopen with mode='a' and append again"
         ) from err
-    raise VaultError(f"{where}: storage failure while {doing}: {err}") from err
+    text = str(err).lower()
+    classes = (VaultReadOnlyError, NotAVaultError, VaultError, VaultNotFoundError)
+    for cls, (codes, markers, expected, fix) in zip(classes, _OS_FIXES, strict=True):
+        if getattr(err, "errno", None) in codes or any(m in text for m in markers):
+            raise cls(
+                f"{where}: {doing} expected {expected}, found: {_one_line(err)}; fix: {fix}"
+            ) from err
+    raise VaultError(
+        f"{where}: {doing} expected the storage to work, found: {_one_line(err)}; fix: check "
+        "the path and the storage, then retry"
+    ) from err
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}"
 
 
 # --- connecting: bounded waits before tensorstore is asked anything --------------------------
@@ -385,7 +421,15 @@ class Store:
 
     # --- plain keys -------------------------------------------------------------------------
     def read_key(self, key: str) -> bytes | None:
-        result = self.kv.read(key).result()
+        """The value of ``key``, or None when absent.
+
+        Raises:
+            VaultError: the storage failed (a subclass where the cause is known).
+        """
+        try:
+            result = self.kv.read(key).result()
+        except Exception as err:  # noqa: BLE001 - mapped to our errors
+            raise_storage(err, self.location.display, f"reading {key}")
         return bytes(result.value) if result.state == "value" else None
 
     def write_key(self, key: str, value: bytes) -> None:
@@ -428,9 +472,12 @@ class Store:
 
     # --- arrays (addressed by name; handles stay inside this module) -----------------------
     def _spec(self, name: str) -> dict[str, Any]:
+        # A missing chunk is an error on read, never zeros: steps that were never written must
+        # not come back as data (writes of partial chunks are unaffected).
         return {
             "driver": "zarr",
             "kvstore": {"driver": "ocdbt", "base": self.location.base, "path": name},
+            "fill_missing_data_reads": False,
         }
 
     def _array(self, name: str) -> ts.TensorStore:
@@ -492,8 +539,54 @@ class Store:
         self._handles[name] = ts.open(spec, context=self.context, create=True).result()
 
     def read_array(self, name: str, index: Any = ()) -> np.ndarray:
-        """Read ``array[index]`` (small arrays: the vault index, episode rows)."""
-        return np.asarray(self._array(name)[index].read().result())
+        """Read ``array[index]`` (small arrays: the vault index, episode rows).
+
+        Raises:
+            VaultCorruptError: a chunk cannot be read or decoded.
+        """
+        try:
+            return np.asarray(self._array(name)[index].read().result())
+        except Exception as err:  # noqa: BLE001 - tensorstore raises plain ValueError
+            raise VaultCorruptError(
+                f"{self.location.display}: array {name!r} expected readable chunks, found: "
+                f"{_one_line(err)}; fix: restore the vault from a copy (`marlvault vault "
+                f"verify {self.location.display}` lists what is damaged)"
+            ) from None
+
+    # --- chunk keys (listing only, no chunk is read) ----------------------------------------
+    def _chunk_range(self, name: str, lead: Sequence[int]) -> ts.KvStore.KeyRange:
+        arr = self._array(name)
+        sep = arr.spec().to_json()["metadata"].get("dimension_separator", ".")
+        prefix = sep.join(str(int(i)) for i in lead)
+        if len(lead) == arr.rank:
+            return ts.KvStore.KeyRange(prefix, prefix + "\0")
+        return ts.KvStore.KeyRange(prefix + sep, prefix + chr(ord(sep) + 1))
+
+    def has_chunks(self, probes: Sequence[tuple[str, Sequence[int]]]) -> list[bool]:
+        """Whether a chunk whose grid indices start with ``lead`` is stored, per ``(name, lead)``.
+
+        ``("observations.", (0, 7))`` asks for time chunk 7 of row chunk 0. Lists keys only
+        (concurrently), reads no chunk.
+        """
+        futures = [
+            self._array(name).kvstore.list(self._chunk_range(name, lead)) for name, lead in probes
+        ]
+        return [bool(future.result()) for future in futures]
+
+    def chunk_indices(self, name: str, axis: int) -> np.ndarray:
+        """Sorted unique grid indices along ``axis`` of every stored chunk of an array.
+
+        One listing of the array's keys (no chunk is read): for a ``(B, T, ...)`` leaf and
+        ``axis=1``, the time chunks that exist.
+        """
+        arr = self._array(name)
+        sep = arr.spec().to_json()["metadata"].get("dimension_separator", ".")
+        found = set()
+        for key in arr.kvstore.list().result():
+            parts = bytes(key).decode("utf-8", "replace").split(sep)
+            if len(parts) == arr.rank and parts[axis].isdigit():
+                found.add(int(parts[axis]))
+        return np.array(sorted(found), np.int64)
 
     def read_steps(self, reads: Sequence[StepRead]) -> PendingRead:
         """Start reading ``[rows, start:stop]`` of several ``(B, T, ...)`` arrays at once.

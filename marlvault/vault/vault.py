@@ -25,12 +25,10 @@ import jax
 import numpy as np
 
 from marlvault.errors import (
-    NotAVaultError,
     SchemaMismatchError,
     VaultCorruptError,
     VaultError,
     VaultExistsError,
-    VaultNotFoundError,
     VaultRangeError,
     VaultReadOnlyError,
 )
@@ -38,10 +36,11 @@ from marlvault.tree import flatten, unflatten
 from marlvault.vault import create as cr
 from marlvault.vault import episodes as ep
 from marlvault.vault import format as fmt
+from marlvault.vault import guard
 from marlvault.vault.create import CODECS
 from marlvault.vault.episode_log import EpisodeLog
 from marlvault.vault.lock import WriterLock
-from marlvault.vault.store import PendingRead, StepRead, Store, parse_location, raise_storage
+from marlvault.vault.store import PendingRead, StepRead, Store, raise_storage
 
 __all__ = ["CODECS", "Vault"]
 
@@ -57,7 +56,6 @@ class Vault:
         self._failed: BaseException | None = None
         self._leaves = {leaf.key: leaf for leaf in meta.leaves}
         self._open_arrays()
-        self._chunk_steps = int(meta.ours.get("chunk_steps") or self._guess_chunk_steps())
         keys = ep.find_keys(list(self._leaves))
         self._log = EpisodeLog(store, meta.num_rows, keys, self._chunk_steps)
         self._buffers: dict[str, np.ndarray] | None = None
@@ -104,7 +102,7 @@ class Vault:
         Raises:
             VaultExistsError, NotAVaultError, SchemaMismatchError, VaultLockedError.
         """
-        store = Store(parse_location(path_or_url))
+        store = guard.open_store(path_or_url)
         if store.read_key(fmt.METADATA_FILE) is not None:
             if not exist_ok:
                 raise VaultExistsError(
@@ -129,20 +127,11 @@ class Vault:
         """
         if mode not in ("r", "a"):
             raise VaultError(f"{path_or_url}: mode expected 'r' or 'a', found {mode!r}")
-        store = Store(parse_location(path_or_url))
-        where = store.location.display
+        store = guard.open_store(path_or_url)
         raw = store.read_key(fmt.METADATA_FILE)
         if raw is None:
-            if store.has_any_key():
-                raise NotAVaultError(
-                    f"{where}: expected {fmt.METADATA_FILE} and an OCDBT database, found other "
-                    "files only; fix: point at the vault directory (e.g. vaults/<name>/<uid>)"
-                )
-            raise VaultNotFoundError(
-                f"{where}: expected a vault, found nothing; fix: check the path or create it "
-                "with Vault.create"
-            )
-        meta = fmt.parse_metadata(where, raw)
+            raise guard.missing_error(store)
+        meta = fmt.parse_metadata(store.location.display, raw)
         lock = WriterLock.acquire(store, break_lock) if mode == "a" else None
         try:
             if lock is not None:
@@ -154,38 +143,13 @@ class Vault:
             raise
 
     def _open_arrays(self) -> None:
-        where = self._store.location.display
-        names = [fmt.leaf_array_name(k) for k in self._leaves] + [fmt.INDEX_ARRAY]
-        try:
-            infos = self._store.open_arrays(names)
-        except Exception as err:  # noqa: BLE001
-            raise NotAVaultError(
-                f"{where}: expected arrays {names} in the OCDBT database, could not open them "
-                f"({err}); fix: point at a complete vault"
-            ) from None
-        for leaf, info in zip(self._leaves.values(), infos, strict=False):
-            want = (self._meta.num_rows, *leaf.shape)
-            got = (info.shape[0], *info.shape[2:])
-            if got != want or info.dtype != leaf.dtype:
-                raise VaultCorruptError(
-                    f"{where}: array {leaf.key!r} expected (B, *leaf) {want} {leaf.dtype}, found "
-                    f"{got} {info.dtype}; fix: restore metadata.json or the array"
-                )
-        self._committed = self._read_index()
-
-    def _read_index(self) -> int:
-        value = int(self._store.read_array(fmt.INDEX_ARRAY)[0])
-        if value < 0:
-            raise VaultCorruptError(
-                f"{self.path}: vault_index expected >= 0, found {value}; fix: restore the vault"
-            )
-        return value
+        """Open and check the arrays; chunking and ``vault_index`` checked against them."""
+        infos = guard.open_arrays(self._store, self._meta)
+        self._chunk_steps = guard.chunk_steps(self.path, self._meta, infos)
+        self._committed = guard.read_index(self._store, infos)
 
     def _largest_leaf(self) -> str:
         return max(self._leaves.values(), key=lambda leaf: leaf.step_bytes).key
-
-    def _guess_chunk_steps(self) -> int:
-        return self._store.info(fmt.leaf_array_name(self._largest_leaf())).chunks[1]
 
     def _check_same_structure(self, example: Any) -> None:
         rows, leaves = cr.structure_from_example(self.path, example)
@@ -274,6 +238,15 @@ class Vault:
     def compression(self) -> dict[str, Any] | None:
         """The zarr compressor of the largest leaf."""
         return self._store.info(fmt.leaf_array_name(self._largest_leaf())).compressor
+
+    def missing_chunks(self) -> list[str]:
+        """Problems: leaf chunks below :attr:`committed_steps` that are not stored.
+
+        Lists chunk keys only (no chunk is read); ``open`` checks just the last chunk.
+        """
+        names = [fmt.leaf_array_name(k) for k in self._leaves]
+        found = [guard.missing_chunks(self._store, n, self._committed) for n in names]
+        return [p for p in found if p]
 
     def size_on_disk(self) -> int:
         """Bytes stored at the vault's location."""
@@ -466,8 +439,9 @@ class Vault:
             return dict(zip(keys, pending.result(), strict=True))
         except Exception as err:  # noqa: BLE001
             raise VaultCorruptError(
-                f"{self.path}: reading steps [{start}, {stop}) expected committed chunks, failed: "
-                f"{err}; fix: run `marlvault vault verify {self.path}`"
+                f"{self.path}: reading steps [{start}, {stop}) expected committed chunks, found "
+                f"an error: {' '.join(str(err).split())[:400]}; fix: run `marlvault vault verify "
+                f"{self.path}`, then restore the vault from a copy"
             ) from None
 
     def _read(self, start: int, stop: int, rows: Any, keys: list[str]) -> dict[str, np.ndarray]:
