@@ -173,7 +173,7 @@ def create_vault(
         if staging is not None:
             store = _make_staging(staging)
         lock = WriterLock.acquire(store, break_lock)
-    except Exception as err:  # noqa: BLE001 - mapped to our errors
+    except Exception as err:  # mapped to our errors
         _remove_staging(staging)
         raise_storage(err, final.display, "creating the vault")
     try:

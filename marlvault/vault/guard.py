@@ -52,7 +52,7 @@ def open_store(path_or_url: Any) -> Store:
         )
     try:
         return Store(parse_location(text))
-    except Exception as err:  # noqa: BLE001 - tensorstore rejects some paths with ValueError
+    except Exception as err:  # tensorstore rejects some paths with ValueError
         raise_storage(err, text, "opening the location")
         raise  # unreachable: raise_storage always raises
 
@@ -92,7 +92,7 @@ def open_arrays(store: Store, meta: fmt.VaultMeta) -> dict[str, ArrayInfo]:
     names = [fmt.leaf_array_name(leaf.key) for leaf in meta.leaves] + [fmt.INDEX_ARRAY]
     try:
         infos = dict(zip(names, store.open_arrays(names), strict=True))
-    except Exception as err:  # noqa: BLE001 - tensorstore raises plain ValueError
+    except Exception as err:  # tensorstore raises plain ValueError
         if store.read_key(MANIFEST_KEY) is None:
             raise NotAVaultError(
                 f"{where}: expected arrays {names} in an OCDBT database, found no "

@@ -25,6 +25,7 @@ import tensorstore as ts
 from marlvault.errors import (
     ConfigError,
     InvalidLocationError,
+    MarlvaultError,
     NotAVaultError,
     StorageCredentialsError,
     StorageFullError,
@@ -169,7 +170,7 @@ def raise_storage(err: BaseException, where: str, doing: str) -> None:
     :class:`VaultReadOnlyError`; a file where a directory should be → :class:`NotAVaultError`;
     a missing parent → :class:`VaultNotFoundError`; anything else → :class:`VaultError`.
     """
-    if isinstance(err, VaultError):
+    if isinstance(err, MarlvaultError):  # already named (a vault, location or setting error)
         raise err
     if is_storage_full(err):
         raise StorageFullError(
@@ -428,7 +429,7 @@ class Store:
         """
         try:
             result = self.kv.read(key).result()
-        except Exception as err:  # noqa: BLE001 - mapped to our errors
+        except Exception as err:  # mapped to our errors
             raise_storage(err, self.location.display, f"reading {key}")
         return bytes(result.value) if result.state == "value" else None
 
@@ -436,7 +437,7 @@ class Store:
         """Write one key atomically and durably (temp + rename on local disks)."""
         try:
             self.kv.write(key, value).result()
-        except Exception as err:  # noqa: BLE001 - mapped to our errors
+        except Exception as err:  # mapped to our errors
             raise_storage(err, self.location.display, f"writing {key}")
 
     def delete_key(self, key: str) -> None:
@@ -504,7 +505,7 @@ class Store:
         missing = [n for n in names if n not in self._handles]
         try:
             self.open_arrays(missing)
-        except Exception:  # noqa: BLE001 - tensorstore raises plain ValueError for missing ones
+        except Exception:  # tensorstore raises plain ValueError for missing ones
             return False
         return True
 
@@ -546,7 +547,7 @@ class Store:
         """
         try:
             return np.asarray(self._array(name)[index].read().result())
-        except Exception as err:  # noqa: BLE001 - tensorstore raises plain ValueError
+        except Exception as err:  # tensorstore raises plain ValueError
             raise VaultCorruptError(
                 f"{self.location.display}: array {name!r} expected readable chunks, found: "
                 f"{_one_line(err)}; fix: restore the vault from a copy (`marlvault vault "

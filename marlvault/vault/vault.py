@@ -281,7 +281,7 @@ class Vault:
         )
         try:
             self._append_flat(flat, length)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             self._failed = err
             raise_storage(err, self.path, "appending")
         return self.num_steps
@@ -318,7 +318,7 @@ class Vault:
                 block = {k: v[:, lo : self._buf_len] for k, v in self._ensure_buffers().items()}
                 self._write_block(self._issued, block)
             self._wait_inflight()
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             self._failed = err
             raise_storage(err, self.path, "flushing")
 
@@ -437,7 +437,7 @@ class Vault:
     def _collect(self, pending: PendingRead, keys: list[str], start: int, stop: int) -> dict:
         try:
             return dict(zip(keys, pending.result(), strict=True))
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise VaultCorruptError(
                 f"{self.path}: reading steps [{start}, {stop}) expected committed chunks, found "
                 f"an error: {' '.join(str(err).split())[:400]}; fix: run `marlvault vault verify "

@@ -157,7 +157,7 @@ def _fill_disk(path: str, queue) -> None:
         queue.put("no error")
     except StorageFullError as err:
         queue.put(f"StorageFullError: {err}")
-    except BaseException as err:  # noqa: BLE001 - reported to the test
+    except BaseException as err:  # reported to the test
         queue.put(f"{type(err).__name__}: {err}")
 
 
