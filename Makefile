@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml $(LOCK) | $(PY)
 demo: $(STAMP)
 	$(PY) -m marlvault.demo
 
+# One worker per core (pytest-xdist), sharing one JAX compile cache (tests/conftest.py); TEST_WORKERS=0 runs
+# in one process.
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
-	$(PY) -m pytest --durations=15
+	$(PY) -m pytest -n $(TEST_WORKERS) --durations=15
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
