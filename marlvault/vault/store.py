@@ -1,29 +1,23 @@
-"""The only module that talks to tensorstore: locations, keys, zarr arrays in one OCDBT database.
+"""The only module that talks to tensorstore: keys and zarr arrays in one OCDBT database.
 
-Locations are local paths, ``s3://bucket/prefix`` or ``gs://bucket/prefix``. Object-store
-credentials come from the usual environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-``AWS_SESSION_TOKEN``, ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL[_S3]`` for custom
-endpoints; Google application-default credentials for ``gs://``) and are never logged.
+Locations (local paths, ``s3://bucket/prefix``, ``gs://bucket/prefix``) are parsed and checked
+for reachability in :mod:`marlvault.vault.location`; here they become tensorstore specs, a
+context with bounded retries, and handles. Storage exceptions become named errors
+(:func:`raise_storage`).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
-import socket
-import threading
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import tensorstore as ts
 
 from marlvault.errors import (
-    ConfigError,
     InvalidLocationError,
     MarlvaultError,
     NotAVaultError,
@@ -36,58 +30,27 @@ from marlvault.errors import (
     VaultReadOnlyError,
     scrub,
 )
+from marlvault.vault.location import (
+    CONNECT_TIMEOUT_ENV,
+    REQUEST_RETRIES_ENV,
+    Location,
+    check_reachable,
+    connect_timeout,
+    endpoint_name,
+    parse,
+    request_retries,
+)
 
 _FULL_MARKERS = ("no space left", "file too large", "disk quota", "enospc", "efbig", "edquot")
 
 
-@dataclass(frozen=True)
-class Location:
-    """Where a vault lives."""
-
-    display: str
-    """Path or URL as shown in messages (no credentials)."""
-    kind: str
-    """``"file"``, ``"s3"`` or ``"gs"``."""
-    base: dict[str, Any] = field(hash=False)
-    """tensorstore kvstore spec of the vault directory (path ends with ``/``)."""
-
-    @property
-    def local_path(self) -> str | None:
-        return self.display if self.kind == "file" else None
-
-
-SCHEMES = ("file", "s3", "gs")
-"""URL schemes a vault location may have (a path without ``scheme://`` is local)."""
-CONNECT_TIMEOUT_ENV = "MARLVAULT_CONNECT_TIMEOUT"
-"""Seconds to wait for an object-store endpoint to accept a connection (default 10)."""
-REQUEST_RETRIES_ENV = "MARLVAULT_REQUEST_RETRIES"
-"""How often tensorstore retries a failed object-store request (default 6)."""
-_DEFAULT_CONNECT_TIMEOUT = 10.0
-_DEFAULT_REQUEST_RETRIES = 6
-_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
-_GCE_METADATA_HOST = "metadata.google.internal"
-
-
 def parse_location(path_or_url: str | os.PathLike) -> Location:
-    """Turn a path or ``s3://``/``gs://`` URL into a :class:`Location`.
+    """:func:`marlvault.vault.location.parse`, then the spec checked by tensorstore.
 
     Raises:
-        InvalidLocationError: unsupported scheme, credentials in the URL, no or an invalid bucket
-            name, or a path tensorstore refuses (the message never shows URL credentials).
+        InvalidLocationError: what ``parse`` refuses, or a path/bucket tensorstore refuses.
     """
-    text = os.fspath(path_or_url)
-    match = _SCHEME.match(text)
-    scheme = match.group("scheme").lower() if match else "file"
-    if scheme not in SCHEMES:
-        raise InvalidLocationError(
-            f"{scrub(text)}: expected a local path or a URL with scheme "
-            f"{', '.join(s + '://' for s in SCHEMES)}; found scheme {scheme!r}; fix: use one of "
-            "those (copy other storage locally first)"
-        )
-    if scheme == "file":
-        location = _file_location(text[len("file://") :] if match else text)
-    else:
-        location = _bucket_location(scheme, text[match.end() :] if match else text)
+    location = parse(path_or_url)
     try:
         ts.KvStore.Spec(location.base)
     except ValueError as err:
@@ -96,51 +59,6 @@ def parse_location(path_or_url: str | os.PathLike) -> Location:
             "fix: check the path or URL (bucket names: lower-case letters, digits, '-', '.')"
         ) from None
     return location
-
-
-def _file_location(text: str) -> Location:
-    path = os.path.abspath(os.path.expanduser(text))
-    return Location(display=path, kind="file", base={"driver": "file", "path": path + "/"})
-
-
-def _bucket_location(scheme: str, rest: str) -> Location:
-    """``s3``/``gs`` location of ``<bucket>/<key>`` (what follows ``scheme://``)."""
-    bucket, _, key = rest.partition("/")
-    key = key.strip("/")
-    prefix = f"{scheme}://"
-    if "@" in bucket:
-        raise InvalidLocationError(
-            f"{prefix}***@{bucket.rpartition('@')[2]}/{key}: expected {prefix}bucket/prefix, "
-            "found credentials in the URL (not shown); fix: remove them from the URL and give "
-            "them through the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or Google "
-            "application-default credentials)"
-        )
-    if not bucket:
-        raise InvalidLocationError(
-            f"{prefix}{rest}: expected {prefix}bucket/prefix, found no bucket name; fix: name "
-            "the bucket"
-        )
-    base: dict[str, Any] = {
-        "driver": "s3" if scheme == "s3" else "gcs",
-        "bucket": bucket,
-        "path": f"{key}/" if key else "",
-    }
-    if scheme == "s3":
-        base.update(_s3_options())
-    return Location(display=f"{prefix}{bucket}/{key}", kind=scheme, base=base)
-
-
-def _s3_options() -> dict[str, Any]:
-    opts: dict[str, Any] = {"aws_credentials": {"type": "environment"}}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        opts["endpoint"] = endpoint
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region or endpoint:
-        opts["aws_region"] = region or "us-east-1"
-    if not os.environ.get("AWS_ACCESS_KEY_ID"):
-        opts["aws_credentials"] = {"type": "default"}
-    return opts
 
 
 def is_storage_full(err: BaseException) -> bool:
@@ -196,28 +114,6 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:300]}"
 
 
-# --- connecting: bounded waits before tensorstore is asked anything --------------------------
-def _env_number(name: str, default: float, kind: type) -> Any:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return kind(default)
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = -1
-    if value < 0 or (kind is float and value == 0):
-        raise ConfigError(
-            f"{name}: expected a {'positive number of seconds' if kind is float else 'count >= 0'}"
-            f", found {raw!r}; fix: set it to e.g. {kind(default)} or unset it"
-        )
-    return value
-
-
-def connect_timeout() -> float:
-    """Seconds to wait for an object-store endpoint (``MARLVAULT_CONNECT_TIMEOUT``, default 10)."""
-    return _env_number(CONNECT_TIMEOUT_ENV, _DEFAULT_CONNECT_TIMEOUT, float)
-
-
 def _make_context() -> ts.Context:
     """tensorstore context: fsync'd local writes; object-store retries and curl timeouts bounded.
 
@@ -228,7 +124,7 @@ def _make_context() -> ts.Context:
     """
     timeout = connect_timeout()
     retries = {
-        "max_retries": _env_number(REQUEST_RETRIES_ENV, _DEFAULT_REQUEST_RETRIES, int),
+        "max_retries": request_retries(),
         "initial_delay": f"{timeout / 10:g}s",
         "max_delay": f"{timeout:g}s",
     }
@@ -239,128 +135,6 @@ def _make_context() -> ts.Context:
     return ts.Context(
         {"file_io_sync": True, "s3_request_retries": retries, "gcs_request_retries": retries}
     )
-
-
-def _endpoint(url: str, what: str) -> tuple[str, int]:
-    """``(host, port)`` of an ``http(s)://host[:port]`` endpoint URL named by ``what``."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is not None or parts.password is not None:
-        raise InvalidLocationError(
-            f"{what}: expected http(s)://host[:port], found credentials in the URL (not shown); "
-            "fix: remove them and set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY instead"
-        )
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        port = -1
-    if parts.scheme not in ("http", "https") or not parts.hostname or port < 0:
-        raise InvalidLocationError(
-            f"{what}: expected http(s)://host[:port], found {scrub(url)!r}; fix: correct it"
-        )
-    return parts.hostname, port
-
-
-def _tcp_check(host: str, port: int, where: str, fix: str) -> None:
-    """Connect to ``host:port`` within the timeout (interruptible) or raise."""
-    timeout = connect_timeout()
-    if urllib.request.getproxies().get("https" if port == 443 else "http") and not (
-        urllib.request.proxy_bypass(host)
-    ):
-        return  # through a proxy: tensorstore's bounded retries apply instead
-    try:
-        address = _resolve(host, port, timeout)
-        with socket.create_connection(address, timeout=timeout):
-            return
-    except OSError as err:
-        reason = "timed out" if isinstance(err, TimeoutError) else (err.strerror or str(err))
-        raise StorageUnreachableError(
-            f"{where}: expected the endpoint {host}:{port} to accept a connection within "
-            f"{timeout:g} s ({CONNECT_TIMEOUT_ENV}), found: {reason}; fix: {fix}"
-        ) from None
-
-
-def _resolve(host: str, port: int, timeout: float) -> tuple[str, int]:
-    """First address of ``host:port``, resolved in a helper thread so that a slow resolver is
-    bounded by ``timeout`` and Ctrl-C still works."""
-    found: list[Any] = []
-
-    def lookup() -> None:
-        try:
-            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][:2])
-        except OSError as err:
-            found.append(err)
-
-    thread = threading.Thread(target=lookup, daemon=True, name="marlvault-resolve")
-    thread.start()
-    thread.join(timeout)
-    if not found:
-        raise TimeoutError("name resolution timed out")
-    if isinstance(found[0], OSError):
-        raise found[0]
-    return found[0]
-
-
-def check_reachable(location: Location) -> None:
-    """Fail fast (bounded by :func:`connect_timeout`) when an object store cannot be reached.
-
-    s3 with a custom endpoint (``AWS_ENDPOINT_URL[_S3]``): a TCP connect to it. gs: credentials
-    must exist (a file or the GCE metadata server), and a test endpoint
-    (``TENSORSTORE_GCS_HTTP_URL``) must accept a connection. Local paths: nothing.
-
-    Raises:
-        StorageUnreachableError, StorageCredentialsError, InvalidLocationError.
-    """
-    if location.kind == "s3" and "endpoint" in location.base:
-        host, port = _endpoint(location.base["endpoint"], "AWS_ENDPOINT_URL")
-        fix = "start the server or correct AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3"
-        _tcp_check(host, port, location.display, fix)
-    elif location.kind == "gs":
-        _check_gcs_credentials(location.display)
-        test_url = os.environ.get("TENSORSTORE_GCS_HTTP_URL")
-        if test_url:
-            host, port = _endpoint(test_url, "TENSORSTORE_GCS_HTTP_URL")
-            _tcp_check(host, port, location.display, "start it or unset TENSORSTORE_GCS_HTTP_URL")
-
-
-def _gcloud_adc_file() -> str:
-    config = os.environ.get("CLOUDSDK_CONFIG") or os.path.join(
-        os.path.expanduser("~"), ".config", "gcloud"
-    )
-    return os.path.join(config, "application_default_credentials.json")
-
-
-def _check_gcs_credentials(where: str) -> None:
-    """Credentials tensorstore's gcs driver finds: a key file, gcloud's ADC file, or GCE's
-    metadata server (``GCE_METADATA_ROOT``, else ``metadata.google.internal``; bounded)."""
-    key_file = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-    if key_file or os.environ.get("GOOGLE_AUTH_TOKEN_FOR_TESTING"):
-        return
-    if os.path.isfile(_gcloud_adc_file()):
-        return
-    root = os.environ.get("GCE_METADATA_ROOT", _GCE_METADATA_HOST)
-    host, _, port = root.partition(":")
-    fix = (
-        "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to "
-        "a service-account key file, or run on Google Cloud"
-    )
-    try:
-        _tcp_check(host, int(port or 80), where, fix)
-    except (StorageUnreachableError, ValueError):
-        raise StorageCredentialsError(
-            f"{where}: expected Google credentials (GOOGLE_APPLICATION_CREDENTIALS, "
-            f"{_gcloud_adc_file()} or the GCE metadata server {host}), found none within "
-            f"{connect_timeout():g} s ({CONNECT_TIMEOUT_ENV}); fix: {fix}"
-        ) from None
-
-
-def _endpoint_name(location: Location) -> str:
-    """``host:port`` (or the service's host) the location's requests go to, for messages."""
-    url = location.base.get("endpoint") or (
-        os.environ.get("TENSORSTORE_GCS_HTTP_URL") if location.kind == "gs" else None
-    )
-    if url:
-        return "{}:{}".format(*_endpoint(url, "endpoint"))
-    return "s3.amazonaws.com" if location.kind == "s3" else "storage.googleapis.com"
 
 
 _PROBE_FAILURES: tuple[tuple[tuple[str, ...], type[VaultError], str, str], ...] = (
@@ -388,7 +162,7 @@ def _probe(kv: ts.KvStore, location: Location) -> None:
         kv.list(ts.KvStore.KeyRange(key, key + "\0")).result()
     except ValueError as err:
         text = scrub(str(err)).partition(" [http_response_body")[0]
-        endpoint = _endpoint_name(location)
+        endpoint = endpoint_name(location)
         for markers, kind, expected, fix in _PROBE_FAILURES:
             if any(m in text for m in markers):
                 raise kind(
