@@ -30,11 +30,13 @@ loader's required keys, the tools' key names) is derived from :data:`FIELDS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from marlvault.errors import ConfigError
+from marlvault.tree import unflatten
 
 if TYPE_CHECKING:  # annotations only: the vault imports the schema without every env package
     from marlvault.envs.base import EnvSpec
@@ -198,8 +200,6 @@ def trajectory_to_batch(
     Returns:
         Nested dict, every leaf ``[B, U*T, *step_shape]`` in the dtypes of :func:`fields`.
     """
-    from marlvault.tree import unflatten
-
     truncated = _rows_first(np.asarray(traj.truncated, bool))
     if cut_after:
         truncated = truncated.copy()
@@ -214,8 +214,6 @@ def example_batch(spec: EnvSpec, num_rows: int, extras: tuple[str, ...] = ()) ->
     The learner's trajectory is mimicked by zeros shaped ``[1, 1, B, ...]`` from the same field
     table, so the vault is created with exactly what the conversion produces.
     """
-    from types import SimpleNamespace
-
     b = num_rows
     zeros: dict[str, np.ndarray] = {
         "terminated": np.zeros((1, 1, b), bool),

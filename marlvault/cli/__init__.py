@@ -6,6 +6,7 @@ one-line message on stderr and the error class's own exit code.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -46,8 +47,6 @@ def _exit_now(code: int) -> None:
     """Exit without interpreter teardown, which can wait minutes for an in-flight storage request
     (tensorstore joins its I/O threads). Safe: vault commits are atomic, so stopping here is no
     worse than the SIGKILL the vault is built to survive."""
-    import os
-
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
