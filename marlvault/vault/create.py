@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from marlvault import schema
 from marlvault.errors import NotAVaultError, SchemaMismatchError, VaultError, VaultExistsError
 from marlvault.tree import flatten
 from marlvault.vault import episodes as ep
@@ -204,6 +205,15 @@ def _remove_staging(staging: str | None) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _fill_value(leaf: fmt.LeafSpec) -> float | None:
+    """NaN for a float ``terminals`` leaf (never a valid flag): steps that were never written
+    read as NaN there, so an index pointing past the data inside a stored chunk is caught
+    (:func:`marlvault.vault.guard.check_tail_written`). Zero (zarr's default) elsewhere."""
+    if leaf.key == schema.TERMINALS and leaf.dtype.kind == "f":
+        return float("nan")
+    return None
+
+
 def _populate(store: Store, num_rows: int, leaves, ours: dict, user: dict) -> fmt.VaultMeta:
     """Create every array, zero the index, then write ``metadata.json`` last."""
     steps, comp = ours["chunk_steps"], ours["compression"]
@@ -214,6 +224,7 @@ def _populate(store: Store, num_rows: int, leaves, ours: dict, user: dict) -> fm
             leaf.dtype,
             (num_rows, steps, *leaf.shape),
             comp,
+            fill_value=_fill_value(leaf),
         )
     store.create_array(fmt.INDEX_ARRAY, (1,), np.dtype(np.int32), (1,), None)
     create_episode_arrays(store, num_rows)

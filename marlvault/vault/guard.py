@@ -5,7 +5,8 @@ Every number a vault stores and the code later uses as a size, a range or an ind
 here first, so a corrupt value gives a :class:`VaultCorruptError` (path, expected, found, fix)
 instead of zeros returned as data, a scan proportional to the bad number, or a C++ allocation
 failure. ``vault_index`` is checked against the chunks that exist by listing keys (the chunk
-holding the last committed step of every leaf must be stored); no chunk is read. See
+holding the last committed step of every leaf must be stored), and, inside that chunk, against
+the NaN fill of ``terminals`` (one small chunk is read). See
 ``docs/RELIABILITY.md`` (*Vault faults and corrupt data*) for what is and is not promised.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from marlvault import schema
 from marlvault.errors import NotAVaultError, VaultCorruptError, VaultError, VaultNotFoundError
 from marlvault.vault import episodes as ep
 from marlvault.vault import format as fmt
@@ -140,7 +142,7 @@ def chunk_steps(where: str, meta: fmt.VaultMeta, infos: dict[str, ArrayInfo]) ->
 
 # --- vault_index against the chunks that exist ---------------------------------------------------
 def read_index(store: Store, infos: dict[str, ArrayInfo]) -> int:
-    """``vault_index``, checked against the stored chunks (listing keys; no chunk is read).
+    """``vault_index``, checked against the stored chunks (listing keys) and the last one's fill.
 
     Raises:
         VaultCorruptError: a negative index, one beyond the data of some leaf, or no stored
@@ -173,7 +175,43 @@ def read_index(store: Store, infos: dict[str, ArrayInfo]) -> int:
                 f"{_RESTORE}; steps before {min(found, value)} are intact (rewriting "
                 f"vault_index to {min(found, value)} recovers them)",
             )
+    check_tail_written(store, infos, value)
     return value
+
+
+def check_tail_written(store: Store, infos: dict[str, ArrayInfo], value: int) -> None:
+    """Steps ``[.., value)`` of the last stored chunk were written (reads that one chunk).
+
+    Vaults created by marlvault fill their float ``terminals`` array with NaN, a value no step
+    ever writes, so a ``vault_index`` pointing past the data *inside* a stored chunk (which a
+    listing cannot see: chunks are stored whole) shows as NaN there. Vaults without that fill
+    (flashbax's own) are not checked this way.
+
+    Raises:
+        VaultCorruptError: an unwritten step below ``value``.
+    """
+    info = infos.get(fmt.leaf_array_name(schema.TERMINALS))
+    if info is None or not _is_nan_fill(info.fill_value):
+        return
+    chunk = info.chunks[1]
+    start = (value - 1) // chunk * chunk
+    name = fmt.leaf_array_name(schema.TERMINALS)
+    tail = store.read_array(name, (slice(None), slice(start, value)))  # [B, t, *leaf]
+    unwritten = np.isnan(tail.reshape(tail.shape[0], tail.shape[1], -1)).any(axis=(0, 2))
+    if not unwritten.any():
+        return
+    found = start + int(np.argmax(unwritten))
+    raise _corrupt(
+        store.location.display, f"{fmt.INDEX_ARRAY} says {value} steps:",
+        f"every step below {value} written",
+        f"steps from {found} on were never written (the last step found is {found - 1})",
+        f"{_RESTORE}; steps before {found} are intact (rewriting vault_index to {found} "
+        "recovers them)",
+    )
+
+
+def _is_nan_fill(fill: Any) -> bool:
+    return fill == "NaN" or (isinstance(fill, float) and math.isnan(fill))
 
 
 def _contiguous_chunks(indices: np.ndarray) -> int:

@@ -9,6 +9,7 @@ context with bounded retries, and handles. Storage exceptions become named error
 from __future__ import annotations
 
 import errno
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -286,11 +287,13 @@ class Store:
     def info(self, name: str) -> ArrayInfo:
         """Shape, dtype, chunk shape and compressor of an array."""
         arr = self._array(name)
+        spec = arr.spec().to_json()
         return ArrayInfo(
             shape=tuple(int(d) for d in arr.shape),
             dtype=np.dtype(arr.dtype.numpy_dtype),
             chunks=tuple(int(d) for d in arr.chunk_layout.write_chunk.shape),
-            compressor=arr.spec().to_json()["metadata"].get("compressor"),
+            compressor=spec["metadata"].get("compressor"),
+            fill_value=spec["metadata"].get("fill_value"),
         )
 
     def create_array(
@@ -300,15 +303,16 @@ class Store:
         dtype: np.dtype,
         chunks: tuple[int, ...],
         compressor: dict[str, Any] | None,
+        fill_value: float | None = None,
     ) -> None:
-        """Create a zarr v2 array (fill value 0, C order)."""
+        """Create a zarr v2 array (C order; fill value 0 unless ``fill_value`` is given)."""
         spec = self._spec(name)
         spec["metadata"] = {
             "shape": list(shape),
             "chunks": list(chunks),
             "dtype": np.dtype(dtype).str,
             "compressor": compressor,
-            "fill_value": None,
+            "fill_value": _json_fill(fill_value),
             "order": "C",
         }
         self._handles[name] = ts.open(spec, context=self.context, create=True).result()
@@ -436,6 +440,8 @@ class ArrayInfo:
     """Write chunk shape."""
     compressor: dict[str, Any] | None
     """The zarr compressor dict (None: uncompressed)."""
+    fill_value: Any = None
+    """The zarr fill value as stored in ``.zarray`` (``"NaN"`` for NaN; None: zero)."""
 
 
 class StepRead(NamedTuple):
@@ -463,3 +469,8 @@ class PendingRead:
         for future in self._futures:
             future.result()
         return self._outs
+
+
+def _json_fill(value: float | None) -> Any:
+    """A zarr v2 ``fill_value`` as JSON (NaN is spelled ``"NaN"``)."""
+    return "NaN" if value is not None and math.isnan(value) else value

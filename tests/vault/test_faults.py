@@ -247,6 +247,7 @@ CASES: dict[str, tuple[Callable[[str], None], type[MarlvaultError] | None]] = {
     "index-billion": (_index(BIG), VaultCorruptError),
     "index-int32-max": (_index(2**31 - 1), VaultCorruptError),
     "index-next-chunk": (_index(3 * CHUNK + 1), VaultCorruptError),
+    "index-inside-last-chunk": (_index(STEPS + 1), VaultCorruptError),
     "index-negative": (_index(-1), VaultCorruptError),
     "index-below-episodes": (_index(CHUNK), VaultCorruptError),
     "index-chunk-deleted": (_delete_key("vault_index/0"), VaultCorruptError),
@@ -347,6 +348,17 @@ def test_index_error_names_the_last_step_found(vault):
         _timed(lambda: Vault.open(vault))
     text = str(info.value)
     assert "vault_index" in text and str(BIG) in text and f"{3 * CHUNK}" in text, text
+
+
+def test_index_inside_the_last_chunk_names_the_last_written_step(vault, template):
+    """Chunks are stored whole, so this needs the NaN fill of ``terminals``, not a listing."""
+    _index(STEPS + 2)(vault)
+    with pytest.raises(VaultCorruptError) as info:
+        _timed(lambda: Vault.open(vault))
+    text = str(info.value)
+    assert f"says {STEPS + 2} steps" in text and f"last step found is {STEPS - 1}" in text, text
+    _index(STEPS)(vault)  # the fix the message gives
+    assert_tree_equal(_load(vault)[0], template[1])
 
 
 def test_verify_reports_a_missing_middle_chunk(vault):

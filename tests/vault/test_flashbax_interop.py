@@ -150,3 +150,17 @@ def test_og_marl_key_layout_bool_and_ints(tmp_path):
     ends = data["terminals"].any(-1)
     assert int(idx["complete"].sum()) == int(ends.sum())
     assert not idx["truncated"].any()
+
+
+def test_flashbax_appends_inside_our_partial_chunk(tmp_path):
+    """Our NaN-filled ``terminals`` (unwritten-step marker) does not stop flashbax appending
+    mid-chunk, and the steps it writes pass our open-time check."""
+    path = str(tmp_path / "vaults" / "lbf" / "ours")
+    first = make_batch(B, 10, seed=1)
+    with Vault.create(path, make_batch(B, 1, 0), chunks=4) as v:
+        v.append(first)
+    more = make_batch(B, 5, seed=2)
+    _fbx_write(path, [more])
+    with Vault.open(path) as v:
+        assert v.num_steps == 15
+        assert_tree_equal(v.read(), concat([first, more]))
