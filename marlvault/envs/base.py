@@ -46,6 +46,12 @@ class EnvSpec:
     """Actions are ``[N, A]`` float32 vectors instead of ``[N]`` int32 indices (no legal mask)."""
     state_per_agent: bool = False
     """The global state is ``[N, S]`` (each agent's own view) instead of ``[S]``."""
+    action_low: float = -1.0
+    """Continuous only: lower bound of every action component."""
+    action_high: float = 1.0
+    """Continuous only: upper bound of every action component."""
+    team_reward: bool = True
+    """Every agent gets the same reward (the team's); False: individual rewards."""
 
     @property
     def has_state(self) -> bool:
@@ -59,16 +65,18 @@ class TimeStep(NamedTuple):
     """
 
     obs: Array  # [N, O] float32, observation to act on
-    legal: Array  # [N, A] bool, legal-action mask for ``obs``
+    legal: Array  # [N, A] bool, legal-action mask for ``obs`` (continuous: all True)
     state: Array  # [S] float32, global state for ``obs`` (S may be 0)
     reward: Array  # [N] float32, reward of the step just taken (0 after reset)
     terminated: Array  # [] bool, the step just taken ended the episode by termination
     truncated: Array  # [] bool, the step just taken hit the time limit (and did not terminate)
     step_count: Array  # [] int32, steps taken in the episode that ``obs`` belongs to
+    won: Array  # [] bool, the step just taken ended the episode with a win (False: no win notion)
 
 
 class MarlEnv(Protocol):
-    """A pure, jittable multi-agent environment with discrete actions."""
+    """A pure, jittable multi-agent environment (discrete or, with ``spec.continuous``, continuous
+    actions)."""
 
     spec: EnvSpec
 
@@ -77,5 +85,6 @@ class MarlEnv(Protocol):
         ...
 
     def step(self, state: EnvState, actions: Array) -> tuple[EnvState, TimeStep]:
-        """Take ``actions`` ([N] int32). No auto-reset: the caller (VecEnv) handles episode ends."""
+        """Take ``actions`` ([N] int32, or [N, A] float32 in ``[action_low, action_high]`` when
+        ``spec.continuous``). No auto-reset: the caller (VecEnv) handles episode ends."""
         ...

@@ -89,6 +89,7 @@ class JumanjiMarlEnv:
             terminated=terminated,
             truncated=truncated,
             step_count=step_count,
+            won=jnp.zeros((), bool),
         )
 
     def reset(self, key: Array) -> tuple[EnvState, TimeStep]:

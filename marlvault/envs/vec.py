@@ -191,7 +191,7 @@ class VecEnv:
         env_state, ts = jax.vmap(self.env.step)(vstate.env_state, actions)
         done = ts.terminated | ts.truncated  # [B]
         stats, metrics = update_episode_stats(
-            EpisodeStats(vstate.episode_return, vstate.episode_length), ts.reward, done
+            EpisodeStats(vstate.episode_return, vstate.episode_length), ts.reward, done, ts.won
         )
         autoreset = {
             "fast": self._autoreset_fast,
