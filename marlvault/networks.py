@@ -7,8 +7,12 @@ across agents (one network applied to every agent's input).
 - :class:`MLPTorso`: dense + ReLU stack.
 - :class:`MaskedCategorical`: a categorical over discrete actions whose illegal actions get a large
   negative logit, so they are never sampled and carry no probability mass.
-- :class:`Actor` (policy logits), :class:`Critic` (scalar value of a per-agent observation or a
-  global state).
+- :class:`TanhGaussian`: a diagonal Gaussian whose samples are squashed by ``tanh`` into the
+  action bounds (continuous actions).
+- :class:`Actor` (policy logits), :class:`GaussianActor` (mean and state-independent log-std),
+  :class:`Critic` (scalar value of a per-agent observation or a global state).
+- :class:`ActionSpace`: discrete or continuous; builds the actor and its distribution, so the
+  learners, evaluation and recording handle both with one code path.
 - :class:`ScannedRNN`: a GRU scanned over time that resets its carry where an episode starts;
   :class:`GRUActionNetwork` (MLP torso -> GRU -> one output per action) uses it, as BC's
   recurrent policy (logits) and as the offline Q-learners' Q-network (Q-values).
@@ -16,10 +20,13 @@ across agents (one network applied to every agent's input).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -67,6 +74,75 @@ class MaskedCategorical(NamedTuple):
         return -jnp.sum(jnp.where(self.legal, jnp.exp(logp) * logp, 0.0), axis=-1)
 
 
+    def to_env(self, raw: Array) -> Array:
+        """The action the environment takes for a sample: the index itself."""
+        return raw
+
+    def from_env(self, action: Array) -> Array:
+        """Inverse of :meth:`to_env` (identity)."""
+        return action.astype(jnp.int32)
+
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+"""Range the log standard deviation of :class:`TanhGaussian` is clipped to."""
+_ATANH_EDGE = 1.0 - 1e-6
+"""``from_env`` clips ``tanh`` values to ``±_ATANH_EDGE`` so ``atanh`` stays finite."""
+
+
+def squash(raw: Array, low: float, high: float) -> Array:
+    """``low + (tanh(raw) + 1) * (high - low) / 2``: raw Gaussian samples into the bounds."""
+    return low + (jnp.tanh(raw) + 1.0) * ((high - low) / 2.0)
+
+
+@flax.struct.dataclass
+class TanhGaussian:
+    """A diagonal Gaussian over a *raw* action ``u`` [..., A]; the environment takes
+    ``a = low + (tanh(u) + 1) * (high - low) / 2``, always inside ``[low, high]``.
+
+    Samples, ``mode`` and ``log_prob`` work on ``u`` (what PPO stores: it never has to invert a
+    saturated ``tanh``); :meth:`to_env` squashes. ``log_prob`` is the density of the *squashed*
+    action (Gaussian density of ``u`` minus ``log |da/du|``), so recorded behaviour
+    log-probabilities are those of the actions in the vault. :meth:`entropy` is the Gaussian's
+    (of ``u``): the squashed distribution has no closed form, and PPO's bonus only needs a
+    monotone spread measure (as PureJaxRL's and Mava's continuous PPO do).
+    """
+
+    mean: Array  # [..., A] float32
+    log_std: Array  # [..., A] float32 (broadcast to mean's shape)
+    low: float = flax.struct.field(pytree_node=False, default=-1.0)
+    high: float = flax.struct.field(pytree_node=False, default=1.0)
+
+    def sample(self, key: Array) -> Array:
+        """[..., A] float32 raw sample ``u``."""
+        return self.mean + jnp.exp(self.log_std) * jax.random.normal(key, self.mean.shape)
+
+    def mode(self) -> Array:
+        """[..., A] the mean (its squash is the most likely action's neighbourhood centre)."""
+        return self.mean
+
+    def log_prob(self, raw: Array) -> Array:
+        """[...] float32 log-density of the squashed action of ``raw`` [..., A]."""
+        z = (raw - self.mean) * jnp.exp(-self.log_std)
+        gauss = -0.5 * jnp.square(z) - self.log_std - 0.5 * math.log(2.0 * math.pi)
+        # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)), stable for large |u|
+        log_det = 2.0 * (math.log(2.0) - raw - jax.nn.softplus(-2.0 * raw))
+        log_det = log_det + math.log((self.high - self.low) / 2.0)
+        return jnp.sum(gauss - log_det, axis=-1)
+
+    def entropy(self) -> Array:
+        """[...] float32 entropy of the Gaussian over ``u``."""
+        return jnp.sum(self.log_std + 0.5 * math.log(2.0 * math.pi * math.e), axis=-1)
+
+    def to_env(self, raw: Array) -> Array:
+        """[..., A] float32 action inside ``[low, high]``."""
+        return squash(raw, self.low, self.high)
+
+    def from_env(self, action: Array) -> Array:
+        """Raw ``u`` of an environment action (bounds clipped a hair inward)."""
+        unit = (action - self.low) * (2.0 / (self.high - self.low)) - 1.0
+        return jnp.arctanh(jnp.clip(unit, -_ATANH_EDGE, _ATANH_EDGE))
+
+
 def _dense(features: int, scale: float) -> nn.Dense:
     return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale))
 
@@ -92,6 +168,71 @@ class Actor(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         return _dense(self.action_dim, 0.01)(MLPTorso(self.hidden)(x))
+
+
+class GaussianActor(nn.Module):
+    """Continuous policy head: [..., F] -> (mean [..., A], log_std [..., A]).
+
+    The log-std is one learned vector per action component, independent of the input
+    (state-independent, as in PPO's original continuous-control setup), initialised to
+    ``log_std_init`` and clipped to ``[LOG_STD_MIN, LOG_STD_MAX]``.
+    """
+
+    action_dim: int
+    hidden: Sequence[int] = (128, 128)
+    log_std_init: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: Array) -> tuple[Array, Array]:
+        mean = _dense(self.action_dim, 0.01)(MLPTorso(self.hidden)(x))
+        log_std = self.param(
+            "log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,)
+        )
+        log_std = jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+        return mean, jnp.broadcast_to(log_std, mean.shape)
+
+
+@dataclass(frozen=True)
+class ActionSpace:
+    """An environment's action space as the policy sees it.
+
+    Discrete: ``dim`` actions, policy outputs are logits, actions ``[...]`` int32, with a legal
+    mask. Continuous: ``dim`` components in ``[low, high]``, policy outputs are
+    ``(mean, log_std)``, actions ``[..., dim]`` float32, no mask (the ``legal`` argument is
+    ignored).
+    """
+
+    dim: int
+    continuous: bool = False
+    low: float = -1.0
+    high: float = 1.0
+
+    @classmethod
+    def of(cls, spec: Any) -> ActionSpace:
+        """From an :class:`marlvault.envs.base.EnvSpec`."""
+        return cls(spec.action_dim, spec.continuous, spec.action_low, spec.action_high)
+
+    def actor(self, hidden: Sequence[int]) -> nn.Module:
+        """The policy head for this space."""
+        return GaussianActor(self.dim, hidden) if self.continuous else Actor(self.dim, hidden)
+
+    def distribution(self, out: Any, legal: Array) -> MaskedCategorical | TanhGaussian:
+        """The action distribution of the actor's output ``out``."""
+        if self.continuous:
+            mean, log_std = out
+            return TanhGaussian(mean, log_std, self.low, self.high)
+        return MaskedCategorical.from_logits(out, legal)
+
+    def to_env(self, raw: Array) -> Array:
+        """Environment actions of raw samples (continuous: squashed; discrete: unchanged)."""
+        return squash(raw, self.low, self.high) if self.continuous else raw
+
+    def uniform_raw(self, key: Array, legal: Array) -> Array:
+        """Raw samples whose environment actions are uniform (legal actions / the box)."""
+        if self.continuous:
+            unit = jax.random.uniform(key, legal.shape, minval=-_ATANH_EDGE, maxval=_ATANH_EDGE)
+            return jnp.arctanh(unit)
+        return MaskedCategorical.from_logits(jnp.zeros(legal.shape), legal).sample(key)
 
 
 class Critic(nn.Module):

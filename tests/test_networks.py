@@ -1,4 +1,5 @@
-"""Networks: the masked categorical respects the mask; the GRU resets at episode starts."""
+"""Networks: the masked categorical respects the mask; the tanh-Gaussian's density and bounds;
+the GRU resets at episode starts."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from marlvault.networks import (
+    ActionSpace,
     Actor,
     Critic,
     GRUActionNetwork,
     MaskedCategorical,
     ScannedRNN,
+    TanhGaussian,
 )
 
 
@@ -83,3 +86,54 @@ def test_gru_action_network_shapes():
     params = net.init(jax.random.PRNGKey(0), h, (x, reset))
     h2, q = net.apply(params, h, (x, reset))
     assert q.shape == (4, 2, 3, 5) and h2.shape == (2, 3, 8)
+
+
+# --- continuous actions: the tanh-squashed Gaussian ---------------------------------------------
+def _tanh_gaussian(low: float = 0.0, high: float = 1.0) -> TanhGaussian:
+    mean = jnp.array([[0.3, -1.2], [2.0, 0.0]], jnp.float32)  # [N=2, A=2]
+    log_std = jnp.array([[-0.5, 0.2], [-0.5, 0.2]], jnp.float32)
+    return TanhGaussian(mean, log_std, low, high)
+
+
+def test_tanh_gaussian_log_prob_is_the_density_of_the_squashed_action():
+    """Change of variables by hand: log N(u) - log |da/du| per component, summed."""
+    dist = _tanh_gaussian(low=-2.0, high=4.0)
+    u = jnp.array([[0.1, -3.0], [1.5, 0.7]], jnp.float32)
+    mean, std = np.asarray(dist.mean, np.float64), np.exp(np.asarray(dist.log_std, np.float64))
+    u64 = np.asarray(u, np.float64)
+    gauss = -0.5 * ((u64 - mean) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)
+    jac = (4.0 - -2.0) / 2.0 * (1.0 - np.tanh(u64) ** 2)  # da/du
+    want = (gauss - np.log(jac)).sum(-1)
+    np.testing.assert_allclose(dist.log_prob(u), want, rtol=1e-5)
+    assert np.isfinite(dist.log_prob(jnp.full((2, 2), 30.0))).all()  # saturated tanh
+
+
+def test_tanh_gaussian_actions_stay_in_bounds_and_invert():
+    dist = _tanh_gaussian(low=-2.0, high=4.0)
+    u = dist.sample(jax.random.PRNGKey(0))
+    a = dist.to_env(u)
+    assert a.shape == (2, 2) and a.dtype == jnp.float32
+    np.testing.assert_allclose(dist.from_env(a), u, rtol=1e-4, atol=1e-4)
+    extreme = dist.to_env(jnp.array([[-50.0, 50.0], [0.0, 0.0]]))
+    np.testing.assert_allclose(extreme, [[-2.0, 4.0], [1.0, 1.0]])
+    e = dist.entropy()
+    want = (np.asarray(dist.log_std) + 0.5 * np.log(2 * np.pi * np.e)).sum(-1)
+    np.testing.assert_allclose(e, want, rtol=1e-6)
+
+
+def test_action_space_uniform_actions_cover_the_box():
+    space = ActionSpace(3, continuous=True, low=0.0, high=1.0)
+    legal = jnp.ones((4096, 2, 3), bool)
+    a = np.asarray(space.to_env(space.uniform_raw(jax.random.PRNGKey(1), legal)))
+    assert a.shape == (4096, 2, 3) and a.min() >= 0.0 and a.max() <= 1.0
+    hist = np.histogram(a, bins=4, range=(0, 1))[0] / a.size
+    np.testing.assert_allclose(hist, 0.25, atol=0.02)
+
+
+def test_gaussian_actor_log_std_is_one_learned_vector():
+    actor = ActionSpace(3, continuous=True).actor((8,))
+    params = actor.init(jax.random.PRNGKey(0), jnp.zeros((5, 2, 4)))
+    mean, log_std = actor.apply(params, jnp.ones((5, 2, 4)))
+    assert mean.shape == log_std.shape == (5, 2, 3)
+    assert params["params"]["log_std"].shape == (3,)
+    np.testing.assert_array_equal(log_std, 0.0)

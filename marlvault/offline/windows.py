@@ -156,6 +156,14 @@ def spec_from_tree(
             "observations per agent before recording"
         )
     legals, state = _leaf(tree, LEGALS), _leaf(tree, STATE)
+    actions = _leaf(tree, ACTIONS)
+    if actions.ndim != 3:  # continuous data is (B, T, N, A)
+        raise DatasetError(
+            f"{path}: '{ACTIONS}' expected discrete actions (B, T, N), found shape "
+            f"{tuple(actions.shape)} (continuous actions?); fix: the offline "
+            "algorithms here (bc, iql-cql, qmix-cql) take discrete actions: record a discrete "
+            "environment (`marlvault envs` shows each action space)"
+        )
     if legals is not None:
         action_dim = int(legals.shape[-1])
     else:

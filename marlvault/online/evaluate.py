@@ -1,8 +1,9 @@
 """Evaluation of online (feed-forward) policies, sharded over the devices of the mesh.
 
 The loop is :func:`marlvault.evaluation.first_episodes` (each env scored on its first episode);
-this module supplies the act step: greedy (arg-max over legal actions) or sampled from
-``policy(params, obs) -> logits``, with the ``E`` envs split over the mesh's devices.
+this module supplies the act step: greedy (arg-max over legal actions; continuous: the squashed
+mean) or sampled from the distribution of ``policy(params, obs)``, with the ``E`` envs split over
+the mesh's devices.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import jax
 from marlvault.envs.base import Array, MarlEnv, TimeStep
 from marlvault.envs.vec import VecEnv
 from marlvault.evaluation import EvalMetrics, first_episodes, summarise
-from marlvault.networks import MaskedCategorical
+from marlvault.networks import ActionSpace
 from marlvault.online import anakin
 from marlvault.online.anakin import REPLICATED, SHARDED
 
@@ -32,7 +33,8 @@ def make_evaluator(
 
     Args:
         env: the environment (one instance; it is batched here).
-        policy: ``policy(params, obs [E, N, O] raw) -> logits [E, N, A]`` (unmasked).
+        policy: ``policy(params, obs [E, N, O] raw) -> logits [E, N, A]`` (unmasked; for a
+            continuous ``env``, ``(mean, log_std)`` each ``[E, N, A]``).
         num_episodes: E, must split evenly over the mesh's devices.
         mesh: default all local devices.
         greedy: arg-max instead of sampling.
@@ -43,11 +45,13 @@ def make_evaluator(
     mesh = anakin.make_mesh() if mesh is None else mesh
     local = anakin.local_count(num_episodes, mesh, "arch.num_eval_episodes")
     vec = VecEnv(env, local)
+    space = ActionSpace.of(env.spec)
 
     def act(params: Any, hidden: None, ts: TimeStep, pos: Array, key: Array):
         key, k_act = jax.random.split(key)
-        dist = MaskedCategorical.from_logits(policy(params, ts.obs), ts.legal)
-        return hidden, (dist.mode() if greedy else dist.sample(k_act)), key
+        dist = space.distribution(policy(params, ts.obs), ts.legal)
+        raw = dist.mode() if greedy else dist.sample(k_act)
+        return hidden, dist.to_env(raw), key
 
     def evaluate_local(params: Any, key: Array) -> EvalMetrics:
         key = jax.random.fold_in(key, jax.lax.axis_index(anakin.AXIS))

@@ -48,7 +48,7 @@ from marlvault.config import (
 from marlvault.envs.base import Array, EnvSpec, TimeStep
 from marlvault.envs.registry import make_env
 from marlvault.envs.vec import VecEnv, VecState
-from marlvault.networks import Actor, Critic, MaskedCategorical
+from marlvault.networks import ActionSpace, Critic
 from marlvault.online import anakin
 from marlvault.online.anakin import REPLICATED, SHARDED
 from marlvault.online.config import ArchConfig, EnvConfig, NetworkConfig, RecordConfig
@@ -214,7 +214,7 @@ class Transition(NamedTuple):
     obs: Array  # [T, B, N, O] float32 raw observation acted on
     legal: Array  # [T, B, N, A] bool
     state: Array  # [T, B, S] float32
-    action: Array  # [T, B, N] int32
+    action: Array  # [T, B, N] int32 (continuous: [T, B, N, A] float32 raw, before the squash)
     reward: Array  # [T, B, N] float32
     terminated: Array  # [T, B] bool
     truncated: Array  # [T, B] bool
@@ -229,7 +229,7 @@ class Trajectory(NamedTuple):
     """Rollouts of ``U`` updates for the recorder, ``[U, T, B, ...]`` (B = global env index)."""
 
     obs: Array  # [U, T, B, N, O] float32 raw
-    action: Array  # [U, T, B, N] int32
+    action: Array  # [U, T, B, N] int32 (continuous: [U, T, B, N, A] float32 as the env took it)
     reward: Array  # [U, T, B, N] float32
     terminated: Array  # [U, T, B] bool
     truncated: Array  # [U, T, B] bool
@@ -255,14 +255,17 @@ class UpdateMetrics(NamedTuple):
 class Networks(NamedTuple):
     actor: nn.Module
     critic: nn.Module
+    space: ActionSpace  # turns the actor's output into the action distribution
 
 
 # --- learner -------------------------------------------------------------------------------------
 def make_networks(spec: EnvSpec, config: Config) -> Networks:
-    """The actor and critic modules for ``spec``."""
+    """The actor (categorical or tanh-Gaussian head, from ``spec``) and critic modules."""
+    space = ActionSpace.of(spec)
     return Networks(
-        actor=Actor(spec.action_dim, config.network.actor_hidden),
+        actor=space.actor(config.network.actor_hidden),
         critic=Critic(config.network.critic_hidden),
+        space=space,
     )
 
 
@@ -303,12 +306,11 @@ def make_rollout(
     def step(params: Params, carry: LearnerState, _: Any) -> tuple[LearnerState, Transition]:
         ts = carry.timestep
         actor_in, critic_in = network_inputs(ts.obs, ts.state, system)
-        dist = MaskedCategorical.from_logits(nets.actor.apply(params.actor, actor_in), ts.legal)
+        dist = nets.space.distribution(nets.actor.apply(params.actor, actor_in), ts.legal)
         value = nets.critic.apply(params.critic, critic_in)
         keys = jax.vmap(jax.random.split)(carry.env_keys)  # [B, 2, 2]
-        action = jax.vmap(lambda k, lg: jax.random.categorical(k, lg))(keys[:, 1], dist.logits)
-        action = action.astype(jnp.int32)
-        vstate, out = vec.step(carry.vstate, action)
+        action = jax.vmap(lambda k, d: d.sample(k))(keys[:, 1], dist)  # raw, per-env keys
+        vstate, out = vec.step(carry.vstate, dist.to_env(action))
         nts = out.timestep
 
         def final_values(_: Array) -> Array:
@@ -380,7 +382,7 @@ def make_update_step(
             episode_return=jnp.where(n_done > 0, ret_sum / jnp.maximum(n_done, 1), jnp.nan),
             episodes=n_done.astype(jnp.int32),
         )
-        out = _trajectory(traj, state.update) if return_trajectories else None
+        out = _trajectory(traj, state.update, nets.space) if return_trajectories else None
         state = state._replace(
             params=params, opt_states=opt_states, learner_key=learner_key, update=state.update + 1
         )
@@ -389,9 +391,9 @@ def make_update_step(
     return update_step
 
 
-def _trajectory(traj: Transition, update: Array) -> Trajectory:
+def _trajectory(traj: Transition, update: Array, space: ActionSpace) -> Trajectory:
     return Trajectory(
-        obs=traj.obs, action=traj.action, reward=traj.reward, terminated=traj.terminated,
+        obs=traj.obs, action=space.to_env(traj.action), reward=traj.reward, terminated=traj.terminated,
         truncated=traj.truncated, legal=traj.legal, state=traj.state, log_prob=traj.log_prob,
         step_count=traj.step_count, final_obs=traj.final_obs, update=update,
     )  # fmt: skip

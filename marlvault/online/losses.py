@@ -12,7 +12,6 @@ import jax.numpy as jnp
 
 from marlvault.envs.base import Array
 from marlvault.envs.wrappers import add_agent_ids
-from marlvault.networks import MaskedCategorical
 
 if TYPE_CHECKING:
     from marlvault.online.ippo import Networks, Params, SystemConfig, Transition
@@ -24,7 +23,7 @@ class Batch(NamedTuple):
     actor_in: Array  # [..., N, Fa] float32
     critic_in: Array  # [..., N, Fc] float32
     legal: Array  # [..., N, A] bool
-    action: Array  # [..., N] int32
+    action: Array  # [..., N] int32 (continuous: [..., N, A] float32 raw sample)
     log_prob: Array  # [..., N] float32
     value: Array  # [..., N] float32
     advantage: Array  # [..., N] float32
@@ -97,8 +96,7 @@ def ppo_loss(
     Returns:
         the scalar loss and its parts (means over the local samples).
     """
-    logits = nets.actor.apply(params.actor, batch.actor_in)
-    dist = MaskedCategorical.from_logits(logits, batch.legal)
+    dist = nets.space.distribution(nets.actor.apply(params.actor, batch.actor_in), batch.legal)
     log_prob = dist.log_prob(batch.action)
     log_ratio = log_prob - batch.log_prob
     ratio = jnp.exp(log_ratio)

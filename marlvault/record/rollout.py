@@ -31,7 +31,7 @@ from marlvault.config import (
 from marlvault.envs.base import EnvSpec, TimeStep
 from marlvault.envs.registry import make_env
 from marlvault.envs.vec import VecEnv, VecState
-from marlvault.networks import MaskedCategorical
+from marlvault.networks import ActionSpace
 from marlvault.record.recorder import Recorder, RecordStats
 from marlvault.record.session import run_metadata
 from marlvault.schema import check_extras, example_batch, trajectory_to_batch
@@ -113,7 +113,8 @@ class RolloutResult(NamedTuple):
 
 
 def make_actor(policy_config: Any, spec: EnvSpec, params: Any):
-    """``logits(obs [B, N, O] raw) -> [B, N, A]`` of a saved IPPO/MAPPO actor."""
+    """``logits(obs [B, N, O] raw) -> [B, N, A]`` of a saved IPPO/MAPPO actor (continuous:
+    ``(mean, log_std)``)."""
     from marlvault.online import ippo, losses
 
     nets = ippo.make_networks(spec, policy_config)
@@ -128,14 +129,18 @@ def make_actor(policy_config: Any, spec: EnvSpec, params: Any):
 def make_chunk_fn(vec: VecEnv, logits_fn, cfg: RolloutConfig):
     """Jitted ``chunk(vstate, ts, key) -> (vstate, ts, key, _Chunk)`` of ``cfg.chunk_steps``."""
 
+    space = ActionSpace.of(vec.spec)
+
     def act(ts: TimeStep, key: Array) -> tuple[Array, Array]:
+        """Environment actions and their behaviour log-probabilities under the policy."""
         k_pol, k_eps, k_rand = jax.random.split(key, 3)
-        dist = MaskedCategorical.from_logits(logits_fn(ts.obs), ts.legal)
-        action = dist.mode() if cfg.mode == "greedy" else dist.sample(k_pol)
-        uniform = MaskedCategorical.from_logits(jnp.zeros(ts.legal.shape), ts.legal)
-        explore = jax.random.uniform(k_eps, action.shape) < cfg.epsilon
-        action = jnp.where(explore, uniform.sample(k_rand), action)
-        return action, dist.log_prob(action)
+        dist = space.distribution(logits_fn(ts.obs), ts.legal)
+        raw = dist.mode() if cfg.mode == "greedy" else dist.sample(k_pol)
+        explore = jax.random.uniform(k_eps, ts.legal.shape[:-1]) < cfg.epsilon  # [B, N]
+        if space.continuous:
+            explore = explore[..., None]
+        raw = jnp.where(explore, space.uniform_raw(k_rand, ts.legal), raw)
+        return dist.to_env(raw), dist.log_prob(raw)
 
     def step(carry, _):
         vstate, ts, key = carry

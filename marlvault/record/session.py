@@ -85,6 +85,15 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def action_space(spec: EnvSpec) -> dict:
+    """The recorded action space: ``{"kind": "discrete", "n": A}`` or
+    ``{"kind": "continuous", "size": A, "low": lo, "high": hi}`` (every component's bounds)."""
+    if spec.continuous:
+        return {"kind": "continuous", "size": spec.action_dim,
+                "low": float(spec.action_low), "high": float(spec.action_high)}  # fmt: skip
+    return {"kind": "discrete", "n": spec.action_dim}
+
+
 def run_metadata(config: Any, spec: EnvSpec, extras: tuple[str, ...], source: str) -> dict:
     """The ``"marlvault"`` metadata section of a recorded vault."""
     return {
@@ -94,6 +103,7 @@ def run_metadata(config: Any, spec: EnvSpec, extras: tuple[str, ...], source: st
             "num_agents": spec.num_agents,
             "obs_dim": spec.obs_dim,
             "action_dim": spec.action_dim,
+            "action_space": action_space(spec),
             "state_dim": spec.state_dim,
             "time_limit": spec.time_limit,
             "seed": getattr(getattr(config, "arch", None), "seed", None),
