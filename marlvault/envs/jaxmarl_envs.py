@@ -100,7 +100,13 @@ def _strong(tree: Any) -> Any:
     not in ``step`` or the other way round; with strong types everywhere, the state after a reset
     and after a step have identical types, as ``lax.cond``/``scan`` and the jit cache want.
     """
-    return jax.tree.map(lambda x: jax.lax.convert_element_type(x, jnp.result_type(x)), tree)
+
+    def strong(x: Any) -> Any:
+        if jax.dtypes.issubdtype(jnp.result_type(x), jax.dtypes.extended):  # typed PRNG keys
+            return x
+        return jax.lax.convert_element_type(x, jnp.result_type(x))
+
+    return jax.tree.map(strong, tree)
 
 
 class JaxMarlState(NamedTuple):

@@ -99,6 +99,19 @@ def test_specs():
     assert spec.continuous and (spec.action_dim, spec.action_low, spec.action_high) == (5, 0.0, 1.0)
 
 
+@pytest.mark.parametrize("which", ["smax", "mpe", "mpe_cont"])
+def test_state_types_equal_after_reset_and_step(which, request):
+    """Same shapes, dtypes and weak types: no retracing, and VecEnv's cond/switch accept it."""
+    env = request.getfixturevalue(which).env
+    state, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
+    shape = (env.spec.num_agents, env.spec.action_dim) if env.spec.continuous else (3,)
+    dtype = jnp.float32 if env.spec.continuous else jnp.int32
+    next_state, _ = jax.eval_shape(env.step, state, jax.ShapeDtypeStruct(shape, dtype))
+    assert jax.tree.structure(state) == jax.tree.structure(next_state)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(next_state), strict=True):
+        assert (a.shape, a.dtype, a.weak_type) == (b.shape, b.dtype, b.weak_type)
+
+
 def test_unknown_scenario_lists_valid_ones():
     with pytest.raises(EnvNotFoundError) as info:
         make_env("smax", "4m")
@@ -170,18 +183,23 @@ def test_smax_reset_step_and_truncation(smax):
         assert np.all(ts.reward == ts.reward[0])  # one team reward for every ally
 
 
-def _battle_end(smax, state, allies_dead: bool, enemies_dead: bool):
-    """Steps from ``state`` with every ally and/or enemy killed beforehand (all units stop)."""
+def _kill(env, state: JaxMarlState, allies_dead: bool, enemies_dead: bool) -> JaxMarlState:
+    """``state`` with every ally and/or every enemy dead (the next step ends the battle)."""
     inner = state.inner.state
-    allies = smax.env.env.num_allies
+    allies = env.env.num_allies
     dead = jnp.zeros_like(inner.unit_alive)
     dead = dead.at[:allies].set(allies_dead).at[allies:].set(enemies_dead)
     inner = inner.replace(
         unit_alive=inner.unit_alive & ~dead,
         unit_health=jnp.where(dead, 0.0, inner.unit_health),
     )
-    state = state._replace(inner=state.inner.replace(state=inner))
-    return smax.step(state, jnp.full((allies,), 4, jnp.int32))
+    return state._replace(inner=state.inner.replace(state=inner))
+
+
+def _battle_end(smax, state, allies_dead: bool, enemies_dead: bool):
+    """Steps from ``state`` with every ally and/or enemy killed beforehand (all units stop)."""
+    state = _kill(smax.env, state, allies_dead, enemies_dead)
+    return smax.step(state, jnp.full((smax.env.spec.num_agents,), 4, jnp.int32))
 
 
 def test_smax_termination_and_win(smax):
@@ -245,17 +263,19 @@ def test_mpe_continuous_actions_are_clipped(mpe_cont):
     assert not np.array_equal(a.obs, ts.obs)  # the actions did move the agents
 
 
-def _reference_autoreset(jitted: _Jitted, key, actions):
+def _reference_autoreset(jitted: _Jitted, key, actions, won_first: bool):
     """What VecEnv must compute, env by env with the single-env jitted functions: on a done
     step, keep the step's reward and flags and take obs/legal/state/step_count from a reset
-    whose key is split off that env's own key."""
+    whose key is split off that env's own key. ``won_first``: env 0 starts with the enemies dead.
+    """
     steps, num_envs = actions.shape[:2]
     per_env = []
-    for key_b, actions_b in zip(
-        jax.random.split(key, num_envs), np.swapaxes(actions, 0, 1), strict=True
-    ):
+    keys = jax.random.split(key, num_envs)
+    for b, (key_b, actions_b) in enumerate(zip(keys, np.swapaxes(actions, 0, 1), strict=True)):
         key_b, reset_key = jax.random.split(key_b)
         state, _ = jitted.reset(reset_key)
+        if won_first and b == 0:
+            state = _kill(jitted.env, state, allies_dead=False, enemies_dead=True)
         out = []
         for t in range(steps):
             state, ts = jitted.step(state, actions_b[t])
@@ -273,8 +293,9 @@ def _reference_autoreset(jitted: _Jitted, key, actions):
 def test_vec_env_autoreset_matches_reference(smax):
     """VecEnv "fast" (jitted scan) against the per-env reference ("naive" written out by hand).
 
-    SMAX only: the three families share the adapter code, and each VecEnv program costs seconds
-    of compilation."""
+    Env 0 starts with the enemies dead: it wins on step 1 alone (the fast scheme's one-by-one
+    reset), later all three truncate together (its batch reset). SMAX only: the three families
+    share the adapter code, and each VecEnv program costs seconds of compilation."""
     jitted, steps = smax, 2 * SMAX_LIMIT + 2
     n, num_envs, key = jitted.env.spec.num_agents, 3, jax.random.PRNGKey(4)
     actions = np.asarray(jax.random.randint(key, (steps, num_envs, n), 0, 4), np.int32)  # moves
@@ -283,20 +304,26 @@ def test_vec_env_autoreset_matches_reference(smax):
     @jax.jit
     def run(key, actions):
         vstate, _ = venv.reset(key)
+        first = jax.tree.map(lambda x: x[0], vstate.env_state)
+        first = _kill(jitted.env, first, allies_dead=False, enemies_dead=True)
+        env_state = jax.tree.map(lambda xs, x: xs.at[0].set(x), vstate.env_state, first)
+        vstate = vstate._replace(env_state=env_state)
 
         def body(vstate, a):
             vstate, out = venv.step(vstate, a)
-            return vstate, (out.timestep, out.metrics.done)
+            return vstate, (out.timestep, out.metrics)
 
         return jax.lax.scan(body, vstate, actions)[1]
 
-    fast, done = run(key, actions)
-    expected = _reference_autoreset(jitted, key, actions)
+    fast, metrics = run(key, actions)
+    expected = _reference_autoreset(jitted, key, actions, won_first=True)
     for field in fast._fields:  # floats may differ in the last bit between the two programs
         np.testing.assert_allclose(
             getattr(fast, field), getattr(expected, field), rtol=1e-5, atol=1e-6
         )
-    assert done.sum() > 0 and (fast.step_count == 0).any()  # episodes did end and reset
+    assert bool(fast.won[0, 0]) and bool(metrics.win[0, 0]) and int(metrics.win.sum()) == 1
+    assert fast.truncated[SMAX_LIMIT - 1].tolist() == [False, True, True]  # the others at 5
+    assert fast.truncated[SMAX_LIMIT].tolist() == [True, False, False]  # env 0's 2nd episode
 
 
 # --- MABrax (brax is optional and not in the dev extra) ------------------------------------------
