@@ -30,9 +30,9 @@ Common to all three families:
     * actions: discrete, ``A = 5 + enemies`` (4 moves, stop, attack enemy i). Legal mask = jaxmarl's
       ``get_avail_actions`` (stop always legal; a dead ally can only stop). jaxmarl ignores an
       illegal action (no move for a dead unit, no damage when the target is out of range or dead).
-    * reward: jaxmarl gives every ally the same team reward (``spec.team_reward``): the enemies'
-      health lost this step as a fraction of their total, divided by the number of enemies, plus
-      1.0 when the battle is won.
+    * reward: jaxmarl gives every ally the same team reward (``spec.team_reward``): the sum over
+      enemies of the fraction of its maximum health lost this step, divided by the number of
+      enemies, plus 1.0 when the battle is won (dead allies keep receiving it).
     * terminated: one side has no unit alive (the battle is over). truncated: ``time_limit``
       (default 100, jaxmarl's ``max_steps``).
     * won: terminated with every enemy dead and at least one ally alive, exactly when jaxmarl
