@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from marlvault.envs.registry import env_scenarios, list_envs, scenario_info
+from marlvault.envs.registry import env_scenarios, list_envs, missing_extra, scenario_info
 from marlvault.errors import EnvDependencyError
 
 envs_app = typer.Typer(
@@ -15,8 +16,17 @@ envs_app = typer.Typer(
 )
 
 
+def _actions(info: dict) -> str:
+    """The action space in a cell: "discrete 5" (choices) or "continuous 2" (components)."""
+    return f"{'continuous' if info['continuous'] else 'discrete'} {info['action_dim']}"
+
+
 def envs_table(env_name: str | None = None) -> Table:
-    """Builds the table of every scenario (of one env when ``env_name`` is given)."""
+    """Builds the table of every scenario (of one env when ``env_name`` is given).
+
+    Envs whose optional package is missing are still listed (with their sizes when they can be
+    computed without the package) and their note says which extra to install.
+    """
     if env_name is None:
         registered = list_envs()
     else:  # unknown names raise EnvNotFoundError listing the valid ones
@@ -25,21 +35,26 @@ def envs_table(env_name: str | None = None) -> Table:
     for col in ("env", "scenario", "agents", "obs", "actions", "state", "time limit", "note"):
         table.add_column(col, justify="left" if col in ("env", "scenario", "note") else "right")
     for name, scenarios in registered.items():
+        extra = missing_extra(name)
+        note = escape(f"pip install 'marlvault[{extra}]'") if extra else ""  # [..] is markup
         for scenario in scenarios:
             try:
                 info = scenario_info(name, scenario)
             except EnvDependencyError:
-                table.add_row(name, scenario, "-", "-", "-", "-", "-", f"pip install '.[{name}]'")
+                table.add_row(name, scenario, "-", "-", "-", "-", "-", note or "not installed")
                 continue
-            sizes = ("num_agents", "obs_dim", "action_dim", "state_dim", "time_limit")
-            table.add_row(name, scenario, *(str(info[k]) for k in sizes), "")
+            cells = [str(info["num_agents"]), str(info["obs_dim"]), _actions(info)]
+            cells += [str(info["state_dim"]), str(info["time_limit"])]
+            table.add_row(name, scenario, *cells, note)
     return table
 
 
 @envs_app.callback(invoke_without_command=True)
 def envs(
     ctx: typer.Context,
-    env: str = typer.Option(None, "--env", "-e", help="Only this environment (rware, lbf)."),
+    env: str = typer.Option(
+        None, "--env", "-e", help="Only this environment (rware, lbf, matrax, smax, mpe, mabrax)."
+    ),
 ) -> None:
     """Print a table of environments, scenarios, agents, obs/action/state sizes, time limit."""
     if ctx.invoked_subcommand is None:

@@ -1,7 +1,8 @@
-"""Environments: the :class:`MarlEnv` protocol, jumanji adapters, wrappers and ``VecEnv``.
+"""Environments: the :class:`MarlEnv` protocol, jumanji and jaxmarl adapters, wrappers, ``VecEnv``.
 
-Global state: neither RWARE nor LBF has one in jumanji, so ``TimeStep.state`` is the
-concatenation of all agents' raw observations (``state_dim = num_agents * obs_dim``).
+Global state: RWARE, LBF, matrax and MPE have none, so ``TimeStep.state`` is the concatenation of
+all agents' raw observations (``state_dim = num_agents * obs_dim``); SMAX and MABrax emit their
+own (``marlvault.envs.jaxmarl_envs``).
 """
 
 from marlvault.envs.base import EnvSpec, MarlEnv, TimeStep

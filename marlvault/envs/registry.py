@@ -2,17 +2,20 @@
 
 >>> env = make_env("rware", "tiny-2ag")               # doctest: +SKIP
 >>> env = make_env("lbf", "8x8-2p-2f-coop", time_limit=50)  # doctest: +SKIP
+>>> env = make_env("smax", "3m")                       # doctest: +SKIP  (marlvault[jaxmarl])
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, NamedTuple
 
+from marlvault.envs import jaxmarl_envs as jx
 from marlvault.envs import jumanji_envs as jm
-from marlvault.envs.base import MarlEnv
+from marlvault.envs.base import EnvSpec, MarlEnv
 from marlvault.errors import ConfigError, EnvNotFoundError
 
 
@@ -23,12 +26,32 @@ class _Family(NamedTuple):
     defaults: dict[str, Any]
     build: Callable[[str, dict[str, Any]], MarlEnv]
     optional_keys: tuple[str, ...]  # overridable keys that no scenario sets explicitly
+    extra: str | None = None  # the pip extra of the optional packages (None: core env)
+    requires: tuple[str, ...] = ()  # the optional packages' import names
+    spec: Callable[[str, dict[str, Any]], EnvSpec] | None = None  # spec without building
 
 
 _REGISTRY: dict[str, _Family] = {
     "rware": _Family(jm.RWARE_SCENARIOS, jm.RWARE_DEFAULTS, jm.make_rware, ("request_queue_size",)),
     "lbf": _Family(jm.LBF_SCENARIOS, jm.LBF_DEFAULTS, jm.make_lbf, ()),
-    "matrax": _Family(jm.MATRAX_SCENARIOS, jm.MATRAX_DEFAULTS, jm.make_matrax, ()),  # optional
+    "matrax": _Family(
+        jm.MATRAX_SCENARIOS, jm.MATRAX_DEFAULTS, jm.make_matrax, (), "matrax", ("matrax",)
+    ),
+    "smax": _Family(
+        jx.SMAX_SCENARIOS, jx.SMAX_DEFAULTS, jx.make_smax, (), "jaxmarl", ("jaxmarl",), jx.smax_spec
+    ),
+    "mpe": _Family(
+        jx.MPE_SCENARIOS, jx.MPE_DEFAULTS, jx.make_mpe, (), "jaxmarl", ("jaxmarl",), jx.mpe_spec
+    ),
+    "mabrax": _Family(
+        jx.MABRAX_SCENARIOS,
+        jx.MABRAX_DEFAULTS,
+        jx.make_mabrax,
+        (),
+        "mabrax",
+        ("jaxmarl", "brax"),
+        jx.mabrax_spec,
+    ),
 }
 
 
@@ -44,6 +67,19 @@ def env_scenarios(env_name: str) -> list[str]:
         EnvNotFoundError: ``env_name`` is not registered (the message lists the valid names).
     """
     return list(_family(env_name).scenarios)
+
+
+def missing_extra(env_name: str) -> str | None:
+    """The pip extra to install when an optional package of ``env_name`` is missing, else None.
+
+    Checks that the packages can be found, without importing them (fast).
+
+    Raises:
+        EnvNotFoundError: ``env_name`` is not registered.
+    """
+    fam = _family(env_name)
+    missing = [name for name in fam.requires if importlib.util.find_spec(name) is None]
+    return fam.extra if missing else None
 
 
 def _family(env_name: str) -> _Family:
@@ -90,8 +126,9 @@ def make_env(env_name: str, scenario: str, **overrides: Any) -> MarlEnv:
     """Builds a registered environment.
 
     Args:
-        env_name: "rware", "lbf" or "matrax" (optional package; see :func:`list_envs`).
-        scenario: a scenario of that env, e.g. "tiny-2ag" or "8x8-2p-2f-coop".
+        env_name: "rware", "lbf", or one needing an optional package: "matrax", "smax", "mpe"
+            (``marlvault[jaxmarl]``), "mabrax" (``marlvault[mabrax]``); see :func:`list_envs`.
+        scenario: a scenario of that env, e.g. "tiny-2ag", "8x8-2p-2f-coop" or "3m".
         **overrides: scenario config values to replace, e.g. ``time_limit=50``.
 
     Returns:
@@ -117,9 +154,9 @@ def _build(env_name: str, scenario: str, overrides: tuple[tuple[str, Any], ...])
     fam, cfg = _config(env_name, scenario, dict(overrides))
     try:
         return fam.build(scenario, cfg)
-    except (AssertionError, ValueError, TypeError) as err:  # jumanji validates with assert
+    except (AssertionError, ValueError, TypeError) as err:  # jumanji, jaxmarl validate with assert
         raise ConfigError(
-            f"{env_name}/{scenario}: invalid config {cfg}: jumanji rejected it ({err}); "
+            f"{env_name}/{scenario}: invalid config {cfg}: the environment rejected it ({err}); "
             "change the overrides"
         ) from err
 
@@ -127,10 +164,16 @@ def _build(env_name: str, scenario: str, overrides: tuple[tuple[str, Any], ...])
 def scenario_info(env_name: str, scenario: str, **overrides: Any) -> dict[str, Any]:
     """Describes a scenario: its config and the resulting spec sizes.
 
+    Families with a cheap spec function (the jaxmarl ones) are described without building the
+    env or importing its package, so this also works when the optional package is missing.
+
     Returns:
         dict with keys ``env_name``, ``scenario``, ``config`` (the full scenario config) and every
-        field of :class:`EnvSpec` (num_agents, obs_dim, action_dim, state_dim, time_limit, has_win).
+        field of :class:`EnvSpec` (num_agents, obs_dim, action_dim, state_dim, time_limit, ...).
+
+    Raises:
+        EnvDependencyError: the env's optional package is missing and it has no cheap spec.
     """
-    _, cfg = _config(env_name, scenario, overrides)
-    spec = make_env(env_name, scenario, **overrides).spec
+    fam, cfg = _config(env_name, scenario, overrides)
+    spec = fam.spec(scenario, cfg) if fam.spec else make_env(env_name, scenario, **overrides).spec
     return {**asdict(spec), "config": cfg}
