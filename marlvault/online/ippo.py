@@ -281,7 +281,7 @@ def learning_rate(config: Config) -> float | optax.Schedule:
     return linear_decay(system.lr, config.num_updates * system.ppo_epochs * system.num_minibatches)
 
 
-def _optimiser(config: Config) -> optax.GradientTransformation:
+def optimiser(config: Config) -> optax.GradientTransformation:
     """The one optimiser factory with PPO's Adam eps (1e-5)."""
     return make_optimiser(learning_rate(config), config.system.max_grad_norm, eps=PPO_ADAM_EPS)
 
@@ -395,7 +395,7 @@ def make_ppo_update(
     Must run inside :func:`anakin.shard_jit` (it uses ``pmean`` over the env axis).
     """
     system = config.system
-    opt = _optimiser(config)
+    opt = optimiser(config)
 
     def minibatch(carry: tuple[Params, OptStates], mb: Any):
         params, opt_states = carry
@@ -555,7 +555,7 @@ def shard_learn(
 
 
 def _make_init(vec: VecEnv, nets: Networks, config: Config, mesh) -> Callable:
-    opt = _optimiser(config)
+    opt = optimiser(config)
 
     @jax.jit
     def init_global(key: Array) -> LearnerState:
