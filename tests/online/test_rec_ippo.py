@@ -65,38 +65,47 @@ def test_minibatches_must_split_the_envs_on_each_device():
 
 
 # --- learner ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def learned():
-    """Two updates (steps 0..39), then one more rollout (steps 40..59, the episode boundary at
-    step 50 inside it) from the learner's state, with its Transitions (values included)."""
+def _two_rollouts():
+    """Two rollouts of the learner's rollout function from its initial state: steps 0..19, then
+    steps 20..39 (mid-episode start with a carried hidden state; the episode boundary at step
+    25 inside), with the second one's Transitions (values included). Only the rollout is
+    compiled here; the whole learner runs in the CLI tests below."""
     cfg = tiny_rec_config()
-    learner = rec_ippo.make_train(cfg, return_trajectories=True)
-    state, metrics, traj = learner.learn(learner.init(jax.random.PRNGKey(3)))
+    learner = rec_ippo.make_train(cfg)
     vec = VecEnv(make_env(cfg.env.env_name, cfg.env.scenario), cfg.arch.num_envs)
     rollout = jax.jit(rec_ippo.make_rollout(vec, learner.nets, cfg))
+    state = learner.init(jax.random.PRNGKey(3))
+    state, _, _ = rollout(state.params, state)
     after, tr, (last, _) = rollout(state.params, state)
-    return learner, state, metrics, traj, after, tr, last
+    return learner, state, after, tr, last
 
 
-def test_learner_shapes_and_carried_hidden(learned):
-    learner, state, metrics, traj, *_ = learned
+def test_recurrent_rollout_resets_replays_and_bootstraps():
+    """One test over one compiled rollout (so parallel test workers do not each compile it)."""
+    learned = _two_rollouts()
+    _rollout_shapes_and_carried_hidden(learned)
+    _hidden_resets_exactly_at_episode_starts(learned)
+    _bptt_replay_reproduces_the_rollout_before_any_update(learned)
+    _truncation_bootstraps_from_the_carried_critic_state(learned)
+
+
+def _rollout_shapes_and_carried_hidden(learned):
+    learner, state, after, tr, _ = learned
     spec, b, n = learner.spec, 4, learner.spec.num_agents
-    assert traj.obs.shape == (2, 20, b, n, spec.obs_dim)
-    assert traj.action.shape == traj.log_prob.shape == (2, 20, b, n)
-    assert traj.step_count.shape == (2, 20, b)
-    np.testing.assert_array_equal(traj.update, [0, 1])
-    assert metrics.loss.total_loss.shape == (2,)
-    assert np.isfinite(np.asarray(metrics.loss.total_loss)).all()
+    assert tr.obs.shape == (20, b, n, spec.obs_dim)
+    assert tr.action.shape == tr.log_prob.shape == tr.value.shape == (20, b, n)
     assert state.hidden.actor.shape == state.hidden.critic.shape == (b, n, 16)
-    # carried across rollouts: mid-episode (step 40 = step 15 of episode 2), not zero
-    assert (np.asarray(state.timestep.step_count) == 15).all()
+    # carried across rollouts: the second starts mid-episode (step 20) from a non-zero state
+    assert (np.asarray(state.timestep.step_count) == 20).all()
+    np.testing.assert_array_equal(tr.step_count[0], state.timestep.step_count)
     assert np.abs(np.asarray(state.hidden.actor)).max() > 0.01
+    assert not np.array_equal(after.hidden.critic, state.hidden.critic)
 
 
-def test_hidden_resets_exactly_at_episode_starts(learned):
-    learner, state, _, _, _, tr, _ = learned
+def _hidden_resets_exactly_at_episode_starts(learned):
+    learner, state, _, tr, _ = learned
     first = np.asarray(tr.step_count) == 0  # [T, B]
-    assert first.any() and (~first).any() and first[10].all()  # step 50 starts episode 3
+    assert first.any() and (~first).any() and first[5].all()  # step 25 starts episode 2
     nets, system = learner.nets, learner.config.system
     b, n = tr.obs.shape[1:3]
     zeros = rec_ippo.initial_hidden(nets, (b, n))
@@ -124,8 +133,8 @@ def test_hidden_resets_exactly_at_episode_starts(learned):
     np.testing.assert_allclose(logp[first], np.asarray(tr.log_prob)[first], atol=1e-6)
 
 
-def test_bptt_replay_reproduces_the_rollout_before_any_update(learned):
-    learner, state, _, _, _, tr, last = learned
+def _bptt_replay_reproduces_the_rollout_before_any_update(learned):
+    learner, state, _, tr, last = learned
     nets, system = learner.nets, learner.config.system
 
     @jax.jit
@@ -153,11 +162,11 @@ def test_bptt_replay_reproduces_the_rollout_before_any_update(learned):
     assert np.abs(np.asarray(value0[0] - mb.seq.value[0])).max() > 1e-3
 
 
-def test_truncation_bootstraps_from_the_carried_critic_state(learned):
-    learner, state, _, _, _, tr, _ = learned
+def _truncation_bootstraps_from_the_carried_critic_state(learned):
+    learner, state, _, tr, _ = learned
     system = learner.config.system
     trunc = np.asarray(tr.truncated)
-    (t,) = np.nonzero(trunc.all(axis=1))[0]  # step 49: the last of episode 2
+    (t,) = np.nonzero(trunc.all(axis=1))[0]  # step 24: the last of episode 1
     assert trunc.sum() == trunc.shape[1]
     np.testing.assert_array_equal(np.asarray(tr.final_value)[~trunc], 0.0)
     # replay the critic over steps 0..t, then the true next observation without a reset
