@@ -1,7 +1,11 @@
 """IPPO / MAPPO in Anakin style: one jitted learner that scans rollouts and PPO updates.
 
 This module holds the config, the learner state, the rollout and the update; PPO's pure
-functions (GAE, clipped loss, network inputs) are in :mod:`marlvault.online.losses`.
+functions (GAE, clipped loss, network inputs) are in :mod:`marlvault.online.losses`. The
+recurrent systems (:mod:`marlvault.online.rec_ippo`) reuse the policy-independent parts from here:
+:func:`env_step` (sample, step, record a transition), :func:`make_ppo_update` (the update scan
+with its optimiser and metrics, given a rollout, a batcher, a minibatch split and a loss),
+:func:`learner_envs` and :func:`shard_learn` (the sharded learner), and :class:`Trajectory`.
 
 Axis order inside the learner: ``[time, env, agent, ...]`` (``T`` = rollout_length, ``B`` = envs
 on this device, ``N`` agents). One learner call runs ``updates_per_call`` updates in a
@@ -471,7 +475,7 @@ def _trajectory(traj: Transition, update: Array, space: ActionSpace) -> Trajecto
 
 # --- assembly ------------------------------------------------------------------------------------
 class Learner(NamedTuple):
-    """A built IPPO learner: frozen bundle of bound functions.
+    """A built IPPO learner (or recurrent IPPO's: same interface): frozen bundle of bound functions.
 
     ``init(key) -> LearnerState`` (placed on the mesh);
     ``learn(state) -> (state, UpdateMetrics [U], Trajectory [U, T, B] | None)`` runs

@@ -215,7 +215,7 @@ def agent_resets(step_count: Array, num_agents: int) -> Array:
 
 
 def _one_step(net: nn.Module, params: Any, h: Array, x: Array, reset: Array) -> tuple[Array, Any]:
-    """One GRU step of ``net`` on ``x [B, N, F]`` with ``reset [B, N]``: ``(h, out [B, N, ...])``."""
+    """One GRU step of ``net`` on ``x [B, N, F]``, ``reset [B, N]``: ``(h, out [B, N, ...])``."""
     h, out = net.apply(params, h, (x[None], reset[None]))
     return h, jax.tree.map(lambda y: y[0], out)
 
