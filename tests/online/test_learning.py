@@ -66,3 +66,13 @@ def test_rec_ippo_learns_lbf(tmp_path):
           f"{result.final_return_mean:.3f} (best {result.best_return_mean:.3f}) after "
           f"{result.env_steps:,} steps, {result.wall_time:.0f} s, {result.sps:,.0f} SPS")
     assert result.final_return_mean > max(3 * random_return, random_return + 0.2)
+
+
+@pytest.mark.slow
+def test_rec_ippo_learns_rware_tiny_2ag(tmp_path):
+    random_return = random_policy_return("rware", "tiny-2ag")
+    result = _train(tmp_path, "rware", "tiny-2ag", "3e6", recurrent=True)
+    print(f"\nRWARE tiny-2ag: random {random_return:.3f}, rec-IPPO final "
+          f"{result.final_return_mean:.3f} (best {result.best_return_mean:.3f}) after "
+          f"{result.env_steps:,} steps, {result.wall_time:.0f} s, {result.sps:,.0f} SPS")
+    assert result.final_return_mean > max(5 * random_return, random_return + 0.3)
