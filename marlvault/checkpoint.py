@@ -141,13 +141,15 @@ def config_class_name(cls: type) -> str:
 def config_classes() -> dict[str, type]:
     """The registry of config classes a checkpoint may name: marlvault's own run configs.
 
-    IPPO/MAPPO's ``Config`` and one run config per offline algorithm of
-    :data:`marlvault.offline.train.ALGORITHMS`; the modules imported here are fixed in code.
+    IPPO/MAPPO's ``Config``, the recurrent systems' ``Config`` and one run config per offline
+    algorithm of :data:`marlvault.offline.train.ALGORITHMS`; the modules imported here are fixed
+    in code.
     """
     from marlvault.offline import train as offline
-    from marlvault.online import ippo
+    from marlvault.online import ippo, rec_ippo
 
-    classes = [ippo.Config, *(offline.run_config_class(a) for a in offline.ALGORITHMS)]
+    classes = [ippo.Config, rec_ippo.Config,
+               *(offline.run_config_class(a) for a in offline.ALGORITHMS)]  # fmt: skip
     return {config_class_name(c): c for c in classes}
 
 

@@ -16,6 +16,8 @@ across agents (one network applied to every agent's input).
 - :class:`ScannedRNN`: a GRU scanned over time that resets its carry where an episode starts;
   :class:`GRUActionNetwork` (MLP torso -> GRU -> one output per action) uses it, as BC's
   recurrent policy (logits) and as the offline Q-learners' Q-network (Q-values).
+- :class:`RecurrentNetwork`: MLP torso -> GRU -> any head (an :class:`ActionSpace` actor or a
+  :class:`Critic`), the recurrent IPPO/MAPPO actor and critic.
 """
 
 from __future__ import annotations
@@ -299,3 +301,23 @@ class GRUActionNetwork(nn.Module):
         x, reset = inputs
         h, y = ScannedRNN(self.rnn_size)(h, (MLPTorso(self.hidden)(x), reset))
         return h, _dense(self.action_dim, 1.0)(y)
+
+
+class RecurrentNetwork(nn.Module):
+    """MLP torso -> GRU -> ``head``:
+    ``(h [B, ..., H], (x [T, B, ..., F], reset [T, B, ...])) -> (h, head(y [T, B, ..., H]))``.
+
+    The head is any module on the GRU's output: an :class:`ActionSpace` actor (logits, or mean
+    and log-std; its own torso is the MLP after the GRU) or a :class:`Critic` (values). Its
+    parameters live under ``head``.
+    """
+
+    head: nn.Module
+    hidden: Sequence[int] = (128,)
+    rnn_size: int = 128
+
+    @nn.compact
+    def __call__(self, h: Array, inputs: tuple[Array, Array]) -> tuple[Array, Any]:
+        x, reset = inputs
+        h, y = ScannedRNN(self.rnn_size)(h, (MLPTorso(self.hidden)(x), reset))
+        return h, self.head(y)

@@ -136,6 +136,7 @@ def test_describe_keys_covers_every_key_with_type_default_and_meaning():
 
 # --- rejected values: every one exits 2 with key, expected, found and a fix that differs --------
 ONLINE, OFFLINE, RECORD = ["train", "ippo"], ["offline", "train", "bc"], ["record", "ckpt"]
+RECURRENT = ["train", "rec-mappo"]
 REJECTED = [
     # (command, overrides, key the message names, what it must say it found)
     (ONLINE, ["system.lr=nan"], "system.lr", "nan"),
@@ -162,6 +163,10 @@ REJECTED = [
     (ONLINE, ["record.start_step=100", "record.stop_step=50"], "record.stop_step", "found 50"),
     (ONLINE, ["record.start_step=-5"], "record.start_step", "found -5"),
     (ONLINE, ["record.every_k_updates=0"], "record.every_k_updates", "found 0"),
+    (RECURRENT, ["arch.num_envs=6", "system.num_minibatches=4"], "system.num_minibatches",
+     "found 4"),
+    (RECURRENT, ["network.rnn_size=0"], "network.rnn_size", "found 0"),
+    (RECURRENT, ["network.post_hidden=0"], "network.post_hidden", "found (0,)"),
     (OFFLINE, ["system.lr=nan"], "system.lr", "nan"),
     (OFFLINE, ["system.max_grad_norm=-1"], "system.max_grad_norm", "-1.0"),
     (OFFLINE, ["system.num_updates=1e10"], "system.num_updates", "found 10000000000"),

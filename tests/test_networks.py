@@ -1,5 +1,5 @@
 """Networks: the masked categorical respects the mask; the tanh-Gaussian's density and bounds;
-the GRU resets at episode starts."""
+the GRU resets at episode starts; the recurrent actor and critic of recurrent IPPO."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from marlvault.networks import (
     Critic,
     GRUActionNetwork,
     MaskedCategorical,
+    RecurrentNetwork,
     ScannedRNN,
     TanhGaussian,
 )
@@ -86,6 +87,17 @@ def test_gru_action_network_shapes():
     params = net.init(jax.random.PRNGKey(0), h, (x, reset))
     h2, q = net.apply(params, h, (x, reset))
     assert q.shape == (4, 2, 3, 5) and h2.shape == (2, 3, 8)
+
+
+def test_recurrent_network_with_a_continuous_head():
+    """MLP -> GRU -> the ActionSpace's continuous head (mean, log-std) under ``head``."""
+    x, reset = jnp.ones((4, 2, 3, 7)), jnp.zeros((4, 2, 3), bool)
+    h = ScannedRNN.initialize_carry((2, 3), 8)
+    net = RecurrentNetwork(ActionSpace(5, continuous=True).actor(()), (16,), 8)
+    params = jax.jit(net.init)(jax.random.PRNGKey(0), h, (x, reset))
+    assert set(params["params"]) == {"MLPTorso_0", "ScannedRNN_0", "head"}
+    h2, (mean, log_std) = jax.jit(net.apply)(params, h, (x, reset))
+    assert h2.shape == (2, 3, 8) and mean.shape == log_std.shape == (4, 2, 3, 5)
 
 
 # --- continuous actions: the tanh-squashed Gaussian ---------------------------------------------

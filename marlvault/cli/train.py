@@ -1,4 +1,5 @@
-"""``marlvault train ippo|mappo [KEY=VALUE ...]``: online training from typed config overrides."""
+"""``marlvault train ippo|mappo|rec-ippo|rec-mappo [KEY=VALUE ...]``: online training from typed
+config overrides."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import typer
 from marlvault.cli._help import keys_help_command
 
 train_app = typer.Typer(
-    help="Train an online MARL system (Anakin IPPO/MAPPO) on a JAX environment.",
+    help="Train an online MARL system (Anakin IPPO/MAPPO, feed-forward or recurrent) on a JAX "
+    "environment.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -17,22 +19,27 @@ _OVERRIDES_HELP = (
 )
 
 
-def _keys_help() -> str:
+def _config_class(recurrent: bool) -> type:
+    from marlvault.online import ippo, rec_ippo
+
+    return rec_ippo.Config if recurrent else ippo.Config
+
+
+def _keys_help(recurrent: bool = False) -> str:
     from marlvault.config import env_presets, keys_table
-    from marlvault.online.ippo import Config
 
     return (
         "  env=NAME and scenario=NAME are shortcuts for env.env_name and env.scenario.\n"
-        f"{keys_table(Config)}\n\nEnvironment presets: {', '.join(env_presets())}"
+        f"{keys_table(_config_class(recurrent))}\n\nEnvironment presets: {', '.join(env_presets())}"
     )
 
 
-def _run(overrides: list[str], extra: list[str]) -> None:
+def _run(overrides: list[str], extra: list[str], recurrent: bool = False) -> None:
     from marlvault import config
-    from marlvault.online import ippo
     from marlvault.record.train import train_and_record
 
-    cfg = config.load(ippo.Config, "ippo", [*extra, *overrides])
+    preset = "rec_ippo" if recurrent else "ippo"
+    cfg = config.load(_config_class(recurrent), preset, [*extra, *overrides])
     result, recorded = train_and_record(cfg)
     typer.echo(
         f"\n{result.algorithm} {cfg.env.env_name}/{cfg.env.scenario} done: "
@@ -78,8 +85,25 @@ def mappo_command(
     _run(overrides or [], ["system.centralised_critic=true"])
 
 
+def rec_ippo_command(
+    overrides: list[str] = typer.Argument(None, help=_OVERRIDES_HELP, show_default=False),
+) -> None:
+    """Recurrent IPPO: GRU actor and critic, truncated BPTT over each rollout."""
+    _run(overrides or [], [], recurrent=True)
+
+
+def rec_mappo_command(
+    overrides: list[str] = typer.Argument(None, help=_OVERRIDES_HELP, show_default=False),
+) -> None:
+    """Recurrent MAPPO: recurrent IPPO with a centralised (GRU) critic on the global state."""
+    _run(overrides or [], ["system.centralised_critic=true"], recurrent=True)
+
+
 def register(app: typer.Typer) -> None:
     """Attach ``train`` to the root command."""
-    train_app.command("ippo", cls=keys_help_command(_keys_help))(ippo_command)
-    train_app.command("mappo", cls=keys_help_command(_keys_help))(mappo_command)
+    ff_help, rec_help = keys_help_command(_keys_help), keys_help_command(lambda: _keys_help(True))
+    train_app.command("ippo", cls=ff_help)(ippo_command)
+    train_app.command("mappo", cls=ff_help)(mappo_command)
+    train_app.command("rec-ippo", cls=rec_help)(rec_ippo_command)
+    train_app.command("rec-mappo", cls=rec_help)(rec_mappo_command)
     app.add_typer(train_app, name="train")

@@ -1,9 +1,10 @@
-"""Evaluation of online (feed-forward) policies, sharded over the devices of the mesh.
+"""Evaluation of online policies (feed-forward or recurrent), sharded over the mesh's devices.
 
 The loop is :func:`marlvault.evaluation.first_episodes` (each env scored on its first episode);
 this module supplies the act step: greedy (arg-max over legal actions; continuous: the squashed
 mean) or sampled from the distribution of ``policy(params, obs)``, with the ``E`` envs split over
-the mesh's devices.
+the mesh's devices. A recurrent policy (``init_hidden`` given) carries its hidden state through
+the loop and resets it where an episode starts (``step_count == 0``), as in training.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def make_evaluator(
     *,
     mesh: jax.sharding.Mesh | None = None,
     greedy: bool = True,
+    init_hidden: Callable[[int], Any] | None = None,
 ) -> Callable[[Any, Array], EvalMetrics]:
     """Build ``evaluate(params, key) -> EvalMetrics [E]`` (jitted, sharded over the mesh).
 
@@ -38,6 +40,10 @@ def make_evaluator(
         num_episodes: E, must split evenly over the mesh's devices.
         mesh: default all local devices.
         greedy: arg-max instead of sampling.
+        init_hidden: for a recurrent policy, ``init_hidden(e)`` is the hidden state of ``e``
+            envs before their first step; ``policy`` is then
+            ``policy(params, hidden, obs [E, N, O], first [E] bool) -> (hidden, output)``,
+            ``first`` marking episode starts.
 
     Raises:
         ConfigError: if E does not split over the devices.
@@ -47,15 +53,20 @@ def make_evaluator(
     vec = VecEnv(env, local)
     space = ActionSpace.of(env.spec)
 
-    def act(params: Any, hidden: None, ts: TimeStep, pos: Array, key: Array):
+    def act(params: Any, hidden: Any, ts: TimeStep, pos: Array, key: Array):
         key, k_act = jax.random.split(key)
-        dist = space.distribution(policy(params, ts.obs), ts.legal)
+        if init_hidden is None:
+            out = policy(params, ts.obs)
+        else:
+            hidden, out = policy(params, hidden, ts.obs, ts.step_count == 0)
+        dist = space.distribution(out, ts.legal)
         raw = dist.mode() if greedy else dist.sample(k_act)
         return hidden, dist.to_env(raw), key
 
     def evaluate_local(params: Any, key: Array) -> EvalMetrics:
         key = jax.random.fold_in(key, jax.lax.axis_index(anakin.AXIS))
-        return first_episodes(vec, act, params, None, key)
+        hidden = None if init_hidden is None else init_hidden(local)
+        return first_episodes(vec, act, params, hidden, key)
 
     return anakin.shard_jit(evaluate_local, mesh, (REPLICATED, REPLICATED), SHARDED)
 

@@ -1,7 +1,11 @@
 """IPPO / MAPPO in Anakin style: one jitted learner that scans rollouts and PPO updates.
 
 This module holds the config, the learner state, the rollout and the update; PPO's pure
-functions (GAE, clipped loss, network inputs) are in :mod:`marlvault.online.losses`.
+functions (GAE, clipped loss, network inputs) are in :mod:`marlvault.online.losses`. The
+recurrent systems (:mod:`marlvault.online.rec_ippo`) reuse the policy-independent parts from here:
+:func:`env_step` (sample, step, record a transition), :func:`make_ppo_update` (the update scan
+with its optimiser and metrics, given a rollout, a batcher, a minibatch split and a loss),
+:func:`learner_envs` and :func:`shard_learn` (the sharded learner), and :class:`Trajectory`.
 
 Axis order inside the learner: ``[time, env, agent, ...]`` (``T`` = rollout_length, ``B`` = envs
 on this device, ``N`` agents). One learner call runs ``updates_per_call`` updates in a
@@ -107,13 +111,17 @@ class SystemConfig:
         require_range("system", self, "rollout_length", lo=1, hi=MAX_PARALLEL)
         require_range("system", self, "ppo_epochs", lo=1, hi=MAX_EPOCHS)
         require_range("system", self, "num_minibatches", lo=1, hi=MAX_PARALLEL)
+        self._check_minibatch_split()
+        require_range("system", self, "gamma", "gae_lambda", lo=0.0, hi=1.0)
+        require_range("system", self, "clip_eps", "max_grad_norm", "lr", lo=0.0, lo_open=True)
+        require_range("system", self, "ent_coef", "vf_coef", lo=0.0)
+
+    def _check_minibatch_split(self) -> None:
+        """Minibatches split the time axis: ``num_minibatches`` divides ``rollout_length``."""
         t, mb = self.rollout_length, self.num_minibatches
         require("system.num_minibatches", mb, t % mb == 0,
                 f"a divisor of system.rollout_length={t} (minibatches split time)",
                 f"system.num_minibatches={largest_divisor(t, mb)}")
-        require_range("system", self, "gamma", "gae_lambda", lo=0.0, hi=1.0)
-        require_range("system", self, "clip_eps", "max_grad_norm", "lr", lo=0.0, lo_open=True)
-        require_range("system", self, "ent_coef", "vf_coef", lo=0.0)
 
 
 @dataclass(frozen=True)
@@ -277,17 +285,55 @@ def learning_rate(config: Config) -> float | optax.Schedule:
     return linear_decay(system.lr, config.num_updates * system.ppo_epochs * system.num_minibatches)
 
 
-def _optimiser(config: Config) -> optax.GradientTransformation:
+def optimiser(config: Config) -> optax.GradientTransformation:
     """The one optimiser factory with PPO's Adam eps (1e-5)."""
     return make_optimiser(learning_rate(config), config.system.max_grad_norm, eps=PPO_ADAM_EPS)
 
 
-def _final_state(spec: EnvSpec, final_obs: Array, state: Array) -> Array:
+def final_state(spec: EnvSpec, final_obs: Array, state: Array) -> Array:
     """The global state of ``final_obs`` (see module docstring)."""
     n, o = final_obs.shape[-2:]
     if spec.state_dim == n * o:
         return final_obs.reshape(*final_obs.shape[:-2], n * o)
     return state
+
+
+def env_step(
+    vec: VecEnv, carry: Any, dist: Any, value: Array, final_value: Callable[[Any], Array]
+) -> tuple[Any, tuple[Transition, Any]]:
+    """The policy-independent half of one rollout step: sample, step the envs, record.
+
+    Shared by the feed-forward and the recurrent learners.
+
+    Args:
+        vec: the local envs.
+        carry: a learner state with ``vstate``, ``timestep`` and ``env_keys`` (any NamedTuple).
+        dist: the action distribution of ``carry.timestep`` [B, N].
+        value: [B, N] critic value of ``carry.timestep``.
+        final_value: ``final_value(vec_step) -> [B, N]``, the critic's value of the true next
+            observation ``vec_step.final_obs`` (evaluated only on steps where an env truncated).
+
+    Returns:
+        (carry with the new vstate/timestep/env_keys, (Transition [B], EpisodeMetrics [B])).
+    """
+    ts = carry.timestep
+    keys = jax.vmap(jax.random.split)(carry.env_keys)  # [B, 2, 2]
+    action = jax.vmap(lambda k, d: d.sample(k))(keys[:, 1], dist)  # raw, per-env keys
+    vstate, out = vec.step(carry.vstate, dist.to_env(action))
+    nts = out.timestep
+
+    def final_values(_: Array) -> Array:
+        return jnp.where(nts.truncated[:, None], final_value(out), 0.0)
+
+    final = jax.lax.cond(jnp.any(nts.truncated), final_values, jnp.zeros_like, value)
+    tr = Transition(
+        obs=ts.obs, legal=ts.legal, state=ts.state, action=action, reward=nts.reward,
+        terminated=nts.terminated, truncated=nts.truncated,
+        log_prob=dist.log_prob(action), value=value, final_value=final,
+        step_count=ts.step_count, final_obs=out.final_obs,
+    )  # fmt: skip
+    carry = carry._replace(vstate=vstate, timestep=nts, env_keys=keys[:, 0])
+    return carry, (tr, out.metrics)
 
 
 def make_rollout(
@@ -308,24 +354,11 @@ def make_rollout(
         actor_in, critic_in = network_inputs(ts.obs, ts.state, system)
         dist = nets.space.distribution(nets.actor.apply(params.actor, actor_in), ts.legal)
         value = nets.critic.apply(params.critic, critic_in)
-        keys = jax.vmap(jax.random.split)(carry.env_keys)  # [B, 2, 2]
-        action = jax.vmap(lambda k, d: d.sample(k))(keys[:, 1], dist)  # raw, per-env keys
-        vstate, out = vec.step(carry.vstate, dist.to_env(action))
-        nts = out.timestep
 
-        def final_values(_: Array) -> Array:
-            v = critic_on(params, out.final_obs, _final_state(vec.spec, out.final_obs, ts.state))
-            return jnp.where(nts.truncated[:, None], v, 0.0)
+        def final_value(out: Any) -> Array:
+            return critic_on(params, out.final_obs, final_state(vec.spec, out.final_obs, ts.state))
 
-        final_value = jax.lax.cond(jnp.any(nts.truncated), final_values, jnp.zeros_like, value)
-        tr = Transition(
-            obs=ts.obs, legal=ts.legal, state=ts.state, action=action, reward=nts.reward,
-            terminated=nts.terminated, truncated=nts.truncated,
-            log_prob=dist.log_prob(action), value=value, final_value=final_value,
-            step_count=ts.step_count, final_obs=out.final_obs,
-        )  # fmt: skip
-        carry = carry._replace(vstate=vstate, timestep=nts, env_keys=keys[:, 0])
-        return carry, (tr, out.metrics)
+        return env_step(vec, carry, dist, value, final_value)
 
     def rollout(params: Params, state: LearnerState) -> tuple[LearnerState, Transition, Any]:
         state, (traj, metrics) = jax.lax.scan(
@@ -337,24 +370,44 @@ def make_rollout(
     return rollout
 
 
-def make_update_step(
-    vec: VecEnv, nets: Networks, config: Config, return_trajectories: bool = False
-) -> Callable[[LearnerState, Any], tuple[LearnerState, tuple[UpdateMetrics, Any]]]:
-    """One PPO update (rollout, GAE, epochs x minibatches) on this device's envs.
+LossFn = Callable[[Params, Any, Array], tuple[Array, LossInfo]]
+"""``loss(params, minibatch, adv_stats [2]) -> (loss, LossInfo)``."""
+
+
+def make_ppo_update(
+    config: Config,
+    space: ActionSpace,
+    rollout: Callable[[Params, Any], tuple[Any, Transition, Any]],
+    to_batch: Callable[[Transition, Array, Any], Any],
+    minibatches: Callable[[Array, Any], Any],
+    loss: LossFn,
+    advantage: Callable[[Any], Array],
+    return_trajectories: bool,
+) -> Callable[[Any, Any], tuple[Any, tuple[UpdateMetrics, Any]]]:
+    """One PPO update from its parts (shared by the feed-forward and recurrent learners).
+
+    Args:
+        config: the run config (system and optimiser settings).
+        space: the action space (recorded actions are squashed through it).
+        rollout: ``rollout(params, state) -> (state, Transition [T, B], (last_value, metrics))``.
+        to_batch: ``to_batch(traj, last_value, state_before_rollout) -> batch``.
+        minibatches: ``minibatches(key, batch) -> [M, ...]`` minibatches of one epoch.
+        loss: the minibatch loss.
+        advantage: the minibatch's advantages (normalised with statistics over all devices).
+        return_trajectories: (static) also return the rollout as a :class:`Trajectory`.
 
     Must run inside :func:`anakin.shard_jit` (it uses ``pmean`` over the env axis).
     """
     system = config.system
-    opt = _optimiser(config)
-    rollout = make_rollout(vec, nets, config)
-    t, m = system.rollout_length, system.num_minibatches
+    opt = optimiser(config)
 
-    def minibatch(carry: tuple[Params, OptStates], mb: Batch):
+    def minibatch(carry: tuple[Params, OptStates], mb: Any):
         params, opt_states = carry
-        mean = anakin.pmean(jnp.mean(mb.advantage))
-        mean_sq = anakin.pmean(jnp.mean(jnp.square(mb.advantage)))
+        adv = advantage(mb)
+        mean = anakin.pmean(jnp.mean(adv))
+        mean_sq = anakin.pmean(jnp.mean(jnp.square(adv)))
         stats = jnp.stack([mean, jnp.sqrt(jnp.maximum(mean_sq - mean**2, 0.0))])
-        grads, info = jax.grad(ppo_loss, has_aux=True)(params, mb, nets, system, stats)
+        grads, info = jax.grad(loss, has_aux=True)(params, mb, stats)
         grads, info = anakin.pmean((grads, info))
         a_upd, a_opt = opt.update(grads.actor, opt_states.actor, params.actor)
         c_upd, c_opt = opt.update(grads.critic, opt_states.critic, params.critic)
@@ -362,14 +415,13 @@ def make_update_step(
                         optax.apply_updates(params.critic, c_upd))  # fmt: skip
         return (params, OptStates(a_opt, c_opt)), info
 
-    def epoch(carry: tuple[Params, OptStates], key: Array, batch: Batch):
-        idx = jax.random.permutation(key, t).reshape(m, t // m)
-        mbs = jax.tree.map(lambda x: x[idx], batch)  # [M, T/M, B, ...]
-        return jax.lax.scan(minibatch, carry, mbs)
+    def epoch(carry: tuple[Params, OptStates], key: Array, batch: Any):
+        return jax.lax.scan(minibatch, carry, minibatches(key, batch))
 
-    def update_step(state: LearnerState, _: Any):
+    def update_step(state: Any, _: Any):
+        start = state
         state, traj, (last_value, ep) = rollout(state.params, state)
-        batch = make_batch(traj, last_value, system)
+        batch = to_batch(traj, last_value, start)
         learner_key, epoch_key = jax.random.split(state.learner_key)
         keys = jax.random.split(epoch_key, system.ppo_epochs)
         (params, opt_states), info = jax.lax.scan(
@@ -382,13 +434,35 @@ def make_update_step(
             episode_return=jnp.where(n_done > 0, ret_sum / jnp.maximum(n_done, 1), jnp.nan),
             episodes=n_done.astype(jnp.int32),
         )
-        out = _trajectory(traj, state.update, nets.space) if return_trajectories else None
+        out = _trajectory(traj, state.update, space) if return_trajectories else None
         state = state._replace(
             params=params, opt_states=opt_states, learner_key=learner_key, update=state.update + 1
         )
         return state, (metrics, out)
 
     return update_step
+
+
+def make_update_step(
+    vec: VecEnv, nets: Networks, config: Config, return_trajectories: bool = False
+) -> Callable[[LearnerState, Any], tuple[LearnerState, tuple[UpdateMetrics, Any]]]:
+    """One PPO update (rollout, GAE, epochs x minibatches) on this device's envs.
+
+    Must run inside :func:`anakin.shard_jit` (it uses ``pmean`` over the env axis).
+    """
+    system = config.system
+    t, m = system.rollout_length, system.num_minibatches
+
+    def time_minibatches(key: Array, batch: Batch) -> Batch:
+        idx = jax.random.permutation(key, t).reshape(m, t // m)
+        return jax.tree.map(lambda x: x[idx], batch)  # [M, T/M, B, ...]
+
+    return make_ppo_update(
+        config, nets.space, make_rollout(vec, nets, config),
+        lambda traj, last_value, _: make_batch(traj, last_value, system), time_minibatches,
+        lambda params, mb, stats: ppo_loss(params, mb, nets, system, stats),
+        lambda mb: mb.advantage, return_trajectories,
+    )  # fmt: skip
 
 
 def _trajectory(traj: Transition, update: Array, space: ActionSpace) -> Trajectory:
@@ -401,7 +475,7 @@ def _trajectory(traj: Transition, update: Array, space: ActionSpace) -> Trajecto
 
 # --- assembly ------------------------------------------------------------------------------------
 class Learner(NamedTuple):
-    """A built IPPO learner: frozen bundle of bound functions.
+    """A built IPPO learner (or recurrent IPPO's: same interface): frozen bundle of bound functions.
 
     ``init(key) -> LearnerState`` (placed on the mesh);
     ``learn(state) -> (state, UpdateMetrics [U], Trajectory [U, T, B] | None)`` runs
@@ -438,32 +512,54 @@ def make_train(
             agents does not fit int32.
     """
     mesh = anakin.make_mesh() if mesh is None else mesh
+    env, local = learner_envs(config, mesh)
+    nets = make_networks(env.spec, config)
+    vec = VecEnv(env, local, autoreset=autoreset)
+    update_step = make_update_step(vec, nets, config, return_trajectories)
+    learn = shard_learn(update_step, config, mesh, LEARNER_SPECS, return_trajectories,
+                        updates_per_call)  # fmt: skip
+    init = _make_init(VecEnv(env, config.arch.num_envs), nets, config, mesh)
+    return Learner(config, env.spec, mesh, nets, init, learn)
+
+
+def learner_envs(config: Config, mesh: jax.sharding.Mesh) -> tuple[Any, int]:
+    """The env of ``config`` and the number of envs on each device of ``mesh``.
+
+    Raises:
+        ConfigError: if ``arch.num_envs`` does not split over the devices, or envs x rollout x
+            agents does not fit int32.
+    """
     env = make_env(config.env.env_name, config.env.scenario)
     agents = env.spec.num_agents
     require("arch.num_envs", config.arch.num_envs,
             config.steps_per_update * agents <= INT32_MAX,
             f"num_envs x system.rollout_length x {agents} agents <= {INT32_MAX}",
             f"arch.num_envs={max(1, INT32_MAX // (agents * config.system.rollout_length))}")
-    local = anakin.local_count(config.arch.num_envs, mesh, "arch.num_envs")
-    nets = make_networks(env.spec, config)
-    vec = VecEnv(env, local, autoreset=autoreset)
-    update_step = make_update_step(vec, nets, config, return_trajectories)
+    return env, anakin.local_count(config.arch.num_envs, mesh, "arch.num_envs")
+
+
+def shard_learn(
+    update_step: Callable,
+    config: Config,
+    mesh: jax.sharding.Mesh,
+    specs: Any,
+    return_trajectories: bool,
+    updates_per_call: int | None,
+) -> Callable:
+    """The jitted, sharded ``learn(state)``: ``U`` updates in one ``lax.scan``."""
     u = config.updates_per_call if updates_per_call is None else updates_per_call
 
-    def learn_local(state: LearnerState):
+    def learn_local(state: Any):
         state, (metrics, traj) = jax.lax.scan(update_step, state, None, length=u)
         return state, metrics, traj
 
     traj_specs = TRAJECTORY_SPECS if return_trajectories else None
-    learn = anakin.shard_jit(
-        learn_local, mesh, (LEARNER_SPECS,), (LEARNER_SPECS, REPLICATED, traj_specs), donate=(0,)
-    )
-    init = _make_init(VecEnv(env, config.arch.num_envs), nets, config, mesh)
-    return Learner(config, env.spec, mesh, nets, init, learn)
+    return anakin.shard_jit(learn_local, mesh, (specs,), (specs, REPLICATED, traj_specs),
+                            donate=(0,))  # fmt: skip
 
 
 def _make_init(vec: VecEnv, nets: Networks, config: Config, mesh) -> Callable:
-    opt = _optimiser(config)
+    opt = optimiser(config)
 
     @jax.jit
     def init_global(key: Array) -> LearnerState:

@@ -5,7 +5,7 @@ Axis order: ``[time, env, agent, ...]`` (``T``, ``B``, ``N``); tests import thes
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -97,6 +97,25 @@ def ppo_loss(
         the scalar loss and its parts (means over the local samples).
     """
     dist = nets.space.distribution(nets.actor.apply(params.actor, batch.actor_in), batch.legal)
+    value = nets.critic.apply(params.critic, batch.critic_in)
+    return clipped_ppo_loss(dist, value, batch, system, adv_stats)
+
+
+def clipped_ppo_loss(
+    dist: Any, value: Array, batch: Batch, system: SystemConfig, adv_stats: Array
+) -> tuple[Array, LossInfo]:
+    """PPO's loss from the current policy's distribution and value of ``batch``'s samples.
+
+    The part of :func:`ppo_loss` after the networks ran (the recurrent learner replays its
+    networks over whole sequences first, then calls this).
+
+    Args:
+        dist: the action distribution (``MaskedCategorical`` or ``TanhGaussian``) [...].
+        value: [...] float32 the critic's current values.
+        batch: the samples (behaviour log-probs, old values, advantages, targets).
+        system: clip_eps, ent_coef and vf_coef are read.
+        adv_stats: [2] float32 advantage mean and std (see :func:`ppo_loss`).
+    """
     log_prob = dist.log_prob(batch.action)
     log_ratio = log_prob - batch.log_prob
     ratio = jnp.exp(log_ratio)
@@ -105,7 +124,6 @@ def ppo_loss(
     policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
     entropy = jnp.mean(dist.entropy())
 
-    value = nets.critic.apply(params.critic, batch.critic_in)
     v_clipped = batch.value + jnp.clip(value - batch.value, -system.clip_eps, system.clip_eps)
     value_loss = 0.5 * jnp.mean(
         jnp.maximum(jnp.square(value - batch.target), jnp.square(v_clipped - batch.target))

@@ -1,4 +1,9 @@
-"""The host loop of an IPPO/MAPPO run: learn, hand off trajectories, evaluate.
+"""The host loop of an IPPO/MAPPO run (feed-forward or recurrent): learn, hand off trajectories,
+evaluate.
+
+The learner is picked by the config's class (:class:`marlvault.online.rec_ippo.Config` for the
+recurrent systems); both have the same interface, so the loop, the recorder hook and the
+checkpoints are one code path.
 
 Logging, the run folder, best tracking and checkpoints are the shared run skeleton's
 (:class:`marlvault.run.RunSession`). The learner call is compiled ahead of time, so the reported
@@ -24,7 +29,7 @@ import numpy as np
 
 from marlvault.envs.registry import make_env
 from marlvault.logging import RunInfo
-from marlvault.online import anakin, ippo, losses
+from marlvault.online import anakin, ippo, losses, rec_ippo
 from marlvault.online.evaluate import make_evaluator
 from marlvault.run import RunSession
 
@@ -58,8 +63,20 @@ class TrainResult:
     """The run was stopped early by ``should_stop`` (e.g. Ctrl-C)."""
 
 
+def is_recurrent(config: ippo.Config) -> bool:
+    """The config is a recurrent system's (rec-ippo / rec-mappo)."""
+    return isinstance(config, rec_ippo.Config)
+
+
 def algorithm_name(config: ippo.Config) -> str:
-    return "mappo" if config.system.centralised_critic else "ippo"
+    name = "mappo" if config.system.centralised_critic else "ippo"
+    return f"rec-{name}" if is_recurrent(config) else name
+
+
+def make_learner(config: ippo.Config, **kwargs: Any) -> ippo.Learner:
+    """:func:`ippo.make_train` or, for a recurrent config, :func:`rec_ippo.make_train`."""
+    make = rec_ippo.make_train if is_recurrent(config) else ippo.make_train
+    return make(config, **kwargs)
 
 
 def run_info(config: ippo.Config) -> RunInfo:
@@ -70,14 +87,37 @@ def run_info(config: ippo.Config) -> RunInfo:
     )  # fmt: skip
 
 
-def make_policy(learner: ippo.Learner) -> Callable[[Any, jax.Array], jax.Array]:
-    """``policy(actor_params, obs [..., N, O] raw) -> logits [..., N, A]``."""
+def make_policy(learner: ippo.Learner) -> Callable[..., Any]:
+    """``policy(actor_params, obs [..., N, O] raw) -> logits [..., N, A]``; for a recurrent
+    learner ``policy(actor_params, hidden, obs [E, N, O], first [E]) -> (hidden, logits)``
+    (see :func:`policy_hidden`)."""
     system = learner.config.system
+    if is_recurrent(learner.config):
+        return rec_ippo.make_policy(learner.nets, system)
 
     def policy(actor_params: Any, obs: jax.Array) -> jax.Array:
         return learner.nets.actor.apply(actor_params, losses.actor_input(obs, system))
 
     return policy
+
+
+def policy_hidden(learner: ippo.Learner) -> Callable[[int], Any] | None:
+    """``init_hidden(e)`` of the learner's policy for :func:`make_evaluator` (``None`` for a
+    feed-forward policy)."""
+    if not is_recurrent(learner.config):
+        return None
+    n = learner.spec.num_agents
+    return lambda e: rec_ippo.initial_hidden(learner.nets, (e, n))
+
+
+def make_learner_evaluator(learner: ippo.Learner, num_episodes: int, *,
+                           mesh: jax.sharding.Mesh | None = None, greedy: bool = True):
+    """:func:`make_evaluator` for the learner's policy, recurrent or not."""
+    config = learner.config
+    return make_evaluator(
+        make_env(config.env.env_name, config.env.scenario), make_policy(learner), num_episodes,
+        mesh=mesh, greedy=greedy, init_hidden=policy_hidden(learner),
+    )  # fmt: skip
 
 
 def _train_dict(metrics: ippo.UpdateMetrics) -> dict[str, float]:
@@ -94,7 +134,7 @@ def train(
     mesh: jax.sharding.Mesh | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Run IPPO/MAPPO for ``config.num_calls`` learner calls, evaluating after each.
+    """Run (recurrent) IPPO/MAPPO for ``config.num_calls`` learner calls, evaluating after each.
 
     Args:
         config: the resolved config.
@@ -107,11 +147,9 @@ def train(
     """
     start = time.perf_counter()
     mesh = anakin.make_mesh() if mesh is None else mesh
-    learner = ippo.make_train(config, mesh=mesh, return_trajectories=on_trajectories is not None)
-    evaluate = make_evaluator(
-        make_env(config.env.env_name, config.env.scenario), make_policy(learner),
-        config.arch.num_eval_episodes, mesh=mesh, greedy=config.arch.evaluation_greedy,
-    )  # fmt: skip
+    learner = make_learner(config, mesh=mesh, return_trajectories=on_trajectories is not None)
+    evaluate = make_learner_evaluator(learner, config.arch.num_eval_episodes, mesh=mesh,
+                                      greedy=config.arch.evaluation_greedy)  # fmt: skip
     key, eval_key = jax.random.split(jax.random.PRNGKey(config.arch.seed))
     state = learner.init(key)
     learn = learner.learn.lower(state).compile()

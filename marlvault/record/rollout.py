@@ -8,6 +8,8 @@ Rows are ``num_envs`` parallel environments, each a continuous stream; the rollo
 chunks of ``chunk_steps`` steps and stops at the step where the ``episodes``-th episode completes,
 so the vault holds exactly that many complete episodes unless several end on that very step (the
 default ``num_envs`` divides ``episodes`` to make fixed-length episodes come out exact).
+A recurrent policy (``rec-ippo``/``rec-mappo`` checkpoints) carries its hidden state from chunk to
+chunk and resets it at every episode's first observation, as in training.
 """
 
 from __future__ import annotations
@@ -112,51 +114,75 @@ class RolloutResult(NamedTuple):
     stats: RecordStats
 
 
-def make_actor(policy_config: Any, spec: EnvSpec, params: Any):
-    """``logits(obs [B, N, O] raw) -> [B, N, A]`` of a saved IPPO/MAPPO actor (continuous:
-    ``(mean, log_std)``)."""
-    from marlvault.online import ippo, losses
+class SavedPolicy(NamedTuple):
+    """A restored actor, one step at a time (recurrent or not).
 
-    nets = ippo.make_networks(spec, policy_config)
+    ``init_hidden(b)`` is the carry of ``b`` envs before their first step (``None`` for a
+    feed-forward actor); ``step(hidden, obs [B, N, O] raw, first [B] bool) -> (hidden, out)``
+    gives the actor's output (logits ``[B, N, A]``, continuous: ``(mean, log_std)``), resetting
+    a recurrent actor's hidden state where ``first`` marks an episode's first observation.
+    """
+
+    init_hidden: Any
+    step: Any
+
+
+def make_actor(policy_config: Any, spec: EnvSpec, params: Any) -> SavedPolicy:
+    """The saved IPPO/MAPPO actor (feed-forward or recurrent) of a checkpoint."""
+    from marlvault.online import ippo, losses, rec_ippo
+
     actor_params = params["actor"] if isinstance(params, dict) and "actor" in params else params
+    system = policy_config.system
+    if isinstance(policy_config, rec_ippo.Config):
+        nets = rec_ippo.make_networks(spec, policy_config)
+        policy = rec_ippo.make_policy(nets, system)
+        return SavedPolicy(
+            lambda b: rec_ippo.initial_hidden(nets, (b, spec.num_agents)),
+            lambda hidden, obs, first: policy(actor_params, hidden, obs, first),
+        )
+    nets = ippo.make_networks(spec, policy_config)
 
-    def logits(obs: Array) -> Array:
-        return nets.actor.apply(actor_params, losses.actor_input(obs, policy_config.system))
+    def step(hidden: None, obs: Array, first: Array) -> tuple[None, Array]:
+        return hidden, nets.actor.apply(actor_params, losses.actor_input(obs, system))
 
-    return logits
+    return SavedPolicy(lambda b: None, step)
 
 
-def make_chunk_fn(vec: VecEnv, logits_fn, cfg: RolloutConfig):
-    """Jitted ``chunk(vstate, ts, key) -> (vstate, ts, key, _Chunk)`` of ``cfg.chunk_steps``."""
+def make_chunk_fn(vec: VecEnv, actor: SavedPolicy, cfg: RolloutConfig):
+    """Jitted ``chunk(vstate, ts, hidden, key) -> (vstate, ts, hidden, key, _Chunk)`` of
+    ``cfg.chunk_steps`` steps (``hidden``: the actor's carry, see :class:`SavedPolicy`)."""
 
     space = ActionSpace.of(vec.spec)
 
-    def act(ts: TimeStep, key: Array) -> tuple[Array, Array]:
+    def act(hidden: Any, ts: TimeStep, key: Array) -> tuple[Any, Array, Array]:
         """Environment actions and their behaviour log-probabilities under the policy."""
         k_pol, k_eps, k_rand = jax.random.split(key, 3)
-        dist = space.distribution(logits_fn(ts.obs), ts.legal)
+        hidden, out = actor.step(hidden, ts.obs, ts.step_count == 0)
+        dist = space.distribution(out, ts.legal)
         raw = dist.mode() if cfg.mode == "greedy" else dist.sample(k_pol)
         explore = jax.random.uniform(k_eps, ts.legal.shape[:-1]) < cfg.epsilon  # [B, N]
         if space.continuous:
             explore = explore[..., None]
         raw = jnp.where(explore, space.uniform_raw(k_rand, ts.legal), raw)
-        return dist.to_env(raw), dist.log_prob(raw)
+        return hidden, dist.to_env(raw), dist.log_prob(raw)
 
     def step(carry, _):
-        vstate, ts, key = carry
+        vstate, ts, hidden, key = carry
         key, k_act = jax.random.split(key)
-        action, log_prob = act(ts, k_act)
+        hidden, action, log_prob = act(hidden, ts, k_act)
         vstate, out = vec.step(vstate, action)
         nts = out.timestep
         row = (ts.obs, action, nts.reward, nts.terminated, nts.truncated, ts.legal, ts.state,
                log_prob, ts.step_count, out.final_obs)  # fmt: skip
-        return (vstate, nts, key), row
+        return (vstate, nts, hidden, key), row
 
     @jax.jit
-    def chunk(vstate: VecState, ts: TimeStep, key: Array):
-        (vstate, ts, key), rows = jax.lax.scan(step, (vstate, ts, key), None, cfg.chunk_steps)
+    def chunk(vstate: VecState, ts: TimeStep, hidden: Any, key: Array):
+        (vstate, ts, hidden, key), rows = jax.lax.scan(
+            step, (vstate, ts, hidden, key), None, cfg.chunk_steps
+        )
         traj = _Chunk(*[x[None] for x in rows], update=jnp.zeros((1,), jnp.int32))
-        return vstate, ts, key, traj
+        return vstate, ts, hidden, key, traj
 
     return chunk
 
@@ -178,7 +204,8 @@ def record_policy(cfg: RolloutConfig, *, progress=None) -> RolloutResult:
     env = make_env(env_name, scenario)
     extras = check_extras(tuple(cfg.extras))
     vec = VecEnv(env, cfg.rows)
-    chunk = make_chunk_fn(vec, make_actor(policy_config, env.spec, params), cfg)
+    actor = make_actor(policy_config, env.spec, params)
+    chunk = make_chunk_fn(vec, actor, cfg)
     path = cfg.path or default_path(cfg, env.spec, read_meta(cfg.checkpoint))
     meta = run_metadata(policy_config, env.spec, extras, source="marlvault record")
     meta["marlvault"]["rollout"] = {
@@ -189,10 +216,11 @@ def record_policy(cfg: RolloutConfig, *, progress=None) -> RolloutResult:
                                to_batch=lambda t: trajectory_to_batch(t, env.spec, extras))  # fmt: skip
     key, k_reset = jax.random.split(jax.random.PRNGKey(cfg.seed))
     vstate, ts = vec.reset(k_reset)
+    hidden = actor.init_hidden(cfg.rows)
     done_so_far = 0
     try:
         while done_so_far < cfg.episodes:
-            vstate, ts, key, traj = chunk(vstate, ts, key)
+            vstate, ts, hidden, key, traj = chunk(vstate, ts, hidden, key)
             done = np.asarray(traj.terminated[0] | traj.truncated[0])
             cut = _cut_index(done, cfg.episodes - done_so_far)
             if cut is not None:

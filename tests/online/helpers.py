@@ -1,10 +1,11 @@
-"""Tiny IPPO configs shared by the online tests (and the multi-device worker)."""
+"""Tiny IPPO and recurrent IPPO configs shared by the online tests (and the multi-device worker)."""
 
 from __future__ import annotations
 
 import os
 
 from marlvault import config
+from marlvault.online import rec_ippo
 from marlvault.online.ippo import Config
 
 TINY = [
@@ -23,6 +24,23 @@ TINY = [
 def tiny_config(*overrides: str) -> Config:
     """A config small enough to compile and run in seconds (rware tiny-2ag by default)."""
     return config.load(Config, "ippo", [*TINY, *overrides])
+
+
+REC_TINY = [
+    *TINY,
+    "env=matrax",  # the cheapest env to compile; 25-step episodes, all truncated
+    "scenario=penalty-0-stateful",
+    "system.rollout_length=20",  # 2 updates: steps 0..39, an episode boundary at 25
+    "system.total_timesteps=160",
+    "network.rnn_size=16",
+    "network.post_hidden=16",
+]
+"""A recurrent run of 2 updates in one learner call (4 envs, 2 minibatches of 2 envs)."""
+
+
+def tiny_rec_config(*overrides: str) -> rec_ippo.Config:
+    """A recurrent config small enough to compile and run in seconds."""
+    return config.load(rec_ippo.Config, "rec_ippo", [*REC_TINY, *overrides])
 
 
 def forced_devices_env(count: int = 4) -> dict[str, str]:

@@ -1,7 +1,8 @@
-"""Slow learning checks: IPPO clearly beats a random policy within a CPU budget.
+"""Slow learning checks: IPPO and recurrent IPPO clearly beat a random policy within a CPU budget.
 
 Run with ``pytest -m slow tests/online/test_learning.py -s``. The RWARE/LBF tests train with the
-default hyperparameters (rollout 128, 4 epochs, 2 minibatches, MLP 128-128, 32 envs); the MPE
+default hyperparameters (rollout 128, 4 epochs, 2 minibatches, 32 envs; IPPO: MLP 128-128;
+recurrent IPPO: MLP 128 -> GRU 128 -> MLP 128); the MPE
 tests with JaxMARL's IPPO settings for MPE (16 envs, rollout 128, 4 minibatches, lr 2.5e-4
 decayed linearly). Each compares the final evaluation (parameters after the last update, sampled
 actions) with a uniformly random policy (legal actions, or uniform in the action box) evaluated
@@ -19,7 +20,7 @@ from marlvault.envs.registry import make_env
 from marlvault.envs.vec import VecEnv
 from marlvault.evaluation import first_episodes
 from marlvault.networks import ActionSpace
-from marlvault.online import ippo, run
+from marlvault.online import ippo, rec_ippo, run
 
 MPE_IPPO = ["arch.num_envs=16", "system.num_minibatches=4", "system.decay_lr=true"]
 """JaxMARL's IPPO settings for MPE (baselines/IPPO/config/ippo_ff_mpe.yaml) where ours differ."""
@@ -51,8 +52,10 @@ def interval95(values: np.ndarray) -> tuple[float, float]:
     return round(float(np.mean(values)) - half, 2), round(float(np.mean(values)) + half, 2)
 
 
-def _train(tmp_path, env_name: str, scenario: str, steps: str, *extra: str) -> run.TrainResult:
-    cfg = config.load(ippo.Config, "ippo", [
+def _train(tmp_path, env_name: str, scenario: str, steps: str, *extra: str,
+           recurrent: bool = False) -> run.TrainResult:
+    cls, preset = (rec_ippo.Config, "rec_ippo") if recurrent else (ippo.Config, "ippo")
+    cfg = config.load(cls, preset, [
         f"env={env_name}", f"scenario={scenario}", f"system.total_timesteps={steps}",
         "arch.num_evaluation=10", f"logger.base_dir={tmp_path}", "logger.console=false", *extra,
     ])  # fmt: skip
@@ -106,3 +109,23 @@ def test_ippo_learns_mpe_simple_spread_continuous(tmp_path):
           f"{result.best_return_mean:.2f}) after {result.env_steps:,} steps, "
           f"{result.wall_time:.0f} s, {result.sps:,.0f} SPS")
     assert _final_interval(result)[0] > interval95(rand)[1]  # non-overlapping 95 % intervals
+
+
+@pytest.mark.slow
+def test_rec_ippo_learns_lbf(tmp_path):
+    random_return = random_policy_return("lbf", "8x8-2p-2f-coop")
+    result = _train(tmp_path, "lbf", "8x8-2p-2f-coop", "5e5", recurrent=True)
+    print(f"\nLBF 8x8-2p-2f-coop: random {random_return:.3f}, rec-IPPO final "
+          f"{result.final_return_mean:.3f} (best {result.best_return_mean:.3f}) after "
+          f"{result.env_steps:,} steps, {result.wall_time:.0f} s, {result.sps:,.0f} SPS")
+    assert result.final_return_mean > max(3 * random_return, random_return + 0.2)
+
+
+@pytest.mark.slow
+def test_rec_ippo_learns_rware_tiny_2ag(tmp_path):
+    random_return = random_policy_return("rware", "tiny-2ag")
+    result = _train(tmp_path, "rware", "tiny-2ag", "3e6", recurrent=True)
+    print(f"\nRWARE tiny-2ag: random {random_return:.3f}, rec-IPPO final "
+          f"{result.final_return_mean:.3f} (best {result.best_return_mean:.3f}) after "
+          f"{result.env_steps:,} steps, {result.wall_time:.0f} s, {result.sps:,.0f} SPS")
+    assert result.final_return_mean > max(5 * random_return, random_return + 0.3)
