@@ -34,6 +34,8 @@ class RunInfo:
     algorithm: str
     seed: int
     total_steps: int
+    has_win: bool = False
+    """The environment reports wins (SMAX): the console shows the win rate."""
 
 
 def _scalar(x: Any) -> float:
@@ -48,6 +50,7 @@ class ConsoleSink:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.console = Console(stderr=False, highlight=False)
+        self.has_win = info.has_win
         self.progress = Progress(
             TextColumn(f"{info.algorithm} {info.env_name}/{info.task}"),
             BarColumn(),
@@ -63,9 +66,12 @@ class ConsoleSink:
         ret = episodes["episode_return"]
         shown = {"actor_loss": "pi", "value_loss": "v", "entropy": "H"}
         losses = " ".join(f"{short} {train[k]:.4f}" for k, short in shown.items() if k in train)
+        win = ""
+        if self.has_win and "win_rate" in episodes:
+            win = f"win {np.mean(episodes['win_rate']):4.2f}  "
         self.progress.console.print(
             f"step {step:>10,}  sps {sps:>7,.0f}  return {ret.mean():7.3f} ± {ret.std():6.3f}  "
-            f"{losses}",
+            f"{win}{losses}",
             soft_wrap=True,
         )
         self.progress.update(self.task, completed=step)

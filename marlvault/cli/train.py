@@ -3,6 +3,8 @@ config overrides."""
 
 from __future__ import annotations
 
+import math
+
 import typer
 
 from marlvault.cli._help import keys_help_command
@@ -44,7 +46,9 @@ def _run(overrides: list[str], extra: list[str], recurrent: bool = False) -> Non
     typer.echo(
         f"\n{result.algorithm} {cfg.env.env_name}/{cfg.env.scenario} done: "
         f"final eval return {result.final_return_mean:.3f} ± {result.final_return_std:.3f} "
-        f"(best {result.best_return_mean:.3f})\n"
+        f"(best {result.best_return_mean:.3f})"
+        + ("" if math.isnan(result.final_win_rate) else f", win rate {result.final_win_rate:.2f}")
+        + "\n"
         f"env steps {result.env_steps:,}  wall time {result.wall_time:.1f} s "
         f"(compile {result.compile_time:.1f} s)  training SPS {result.sps:,.0f}\n"
         f"logs: {result.run_dir}"

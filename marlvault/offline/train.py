@@ -264,7 +264,7 @@ def train_offline(algo: str, config: Any = (), *,
     env = resolve_env(config, dataset)
     algorithm = _entry(algo).make(config.system, dataset.spec)
     info = RunInfo(env.spec.env_name, env.spec.scenario, algo, config.arch.seed,
-                   config.system.num_updates)
+                   config.system.num_updates, env.spec.has_win)
     evaluators: dict[int, Any] = {}
 
     def evaluator(num_episodes: int) -> Any:

@@ -61,6 +61,8 @@ class TrainResult:
     """One dict per evaluation: step, sps, return_mean/std, losses."""
     interrupted: bool = False
     """The run was stopped early by ``should_stop`` (e.g. Ctrl-C)."""
+    final_win_rate: float = math.nan
+    """Win rate of the final evaluation (NaN where the environment has no wins)."""
 
 
 def is_recurrent(config: ippo.Config) -> bool:
@@ -79,11 +81,11 @@ def make_learner(config: ippo.Config, **kwargs: Any) -> ippo.Learner:
     return make(config, **kwargs)
 
 
-def run_info(config: ippo.Config) -> RunInfo:
-    """The run's identity (folder name, marl-eval keys, progress-bar total)."""
+def run_info(config: ippo.Config, has_win: bool = False) -> RunInfo:
+    """The run's identity (folder name, marl-eval keys, progress-bar total, win column)."""
     return RunInfo(
         config.env.env_name, config.env.scenario, algorithm_name(config), config.arch.seed,
-        config.num_calls * config.updates_per_call * config.steps_per_update,
+        config.num_calls * config.updates_per_call * config.steps_per_update, has_win,
     )  # fmt: skip
 
 
@@ -157,7 +159,7 @@ def train(
     compile_time = time.perf_counter() - start
     steps_call = config.updates_per_call * config.steps_per_update
     learn_time, interrupted = 0.0, False
-    with RunSession(run_info(config), config.logger, config) as session:
+    with RunSession(run_info(config, learner.spec.has_win), config.logger, config) as session:
         for call in range(config.num_calls):
             t0 = time.perf_counter()
             state, metrics, traj = learn(state)
@@ -176,17 +178,18 @@ def train(
             best = session.best.params.actor
             session.log_absolute(evaluate(best, jax.random.fold_in(eval_key, 10**6)))
     return _result(config, session, time.perf_counter() - start, compile_time, learn_time,
-                   interrupted)
+                   interrupted, learner.spec.has_win)
 
 
 def _result(config: ippo.Config, session: RunSession, wall: float, compile_time: float,
-            learn_time: float, interrupted: bool) -> TrainResult:
+            learn_time: float, interrupted: bool, has_win: bool = False) -> TrainResult:
     steps = len(session.history) * config.updates_per_call * config.steps_per_update
     return TrainResult(
         algorithm=algorithm_name(config),
         env_steps=steps,
         final_return_mean=session.last_eval.get("return_mean", math.nan),
         final_return_std=session.last_eval.get("return_std", math.nan),
+        final_win_rate=session.last_eval.get("win_rate", math.nan) if has_win else math.nan,
         best_return_mean=session.best.ret,
         wall_time=wall,
         compile_time=compile_time,
