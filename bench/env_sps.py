@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from marlvault.envs.registry import make_env
 from marlvault.envs.vec import VecEnv
+from marlvault.networks import ActionSpace
 
 
 def random_legal_actions(key: jax.Array, legal: jax.Array) -> jax.Array:
@@ -33,7 +34,9 @@ def random_legal_actions(key: jax.Array, legal: jax.Array) -> jax.Array:
 
 
 def make_rollout(venv: VecEnv, num_steps: int):
-    """Returns a jitted ``rollout(key) -> (total reward, episodes finished)``."""
+    """Returns a jitted ``rollout(key) -> (total reward, episodes finished)`` of uniformly random
+    actions (legal ones; continuous: uniform in the action box)."""
+    space = ActionSpace.of(venv.spec)
 
     def rollout(key: jax.Array) -> tuple[jax.Array, jax.Array]:
         reset_key, act_key = jax.random.split(key)
@@ -41,7 +44,10 @@ def make_rollout(venv: VecEnv, num_steps: int):
 
         def body(carry, step_key):
             vstate, legal = carry
-            actions = random_legal_actions(step_key, legal)
+            if space.continuous:
+                actions = space.to_env(space.uniform_raw(step_key, legal))
+            else:
+                actions = random_legal_actions(step_key, legal)
             vstate, out = venv.step(vstate, actions)
             stats = (out.timestep.reward.sum(), out.metrics.done.sum())
             return (vstate, out.timestep.legal), stats

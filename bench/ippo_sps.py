@@ -1,9 +1,11 @@
-"""Steady-state IPPO training SPS vs raw environment SPS, and a rollout/update split.
+"""Steady-state PPO training SPS vs raw environment SPS, and a rollout/update split.
 
-Usage: ``python bench/ippo_sps.py [--num-envs 16 32 64] [--updates 4] [--repeats 3]``
+Usage: ``python bench/ippo_sps.py [--system ippo|mappo|rec-ippo|rec-mappo] [--env rware
+--scenario tiny-2ag] [--num-envs 16 32 64] [--updates 4] [--repeats 3] [--skip-naive]``
 
-For each env count, with the default IPPO hyperparameters (rollout 128, 4 epochs, 2 minibatches,
-MLP 128-128) on RWARE tiny-2ag:
+For each env count, with the system's preset hyperparameters (IPPO: rollout 128, 4 epochs,
+2 minibatches, MLP 128-128; rec-IPPO: the same with MLP 128 -> GRU 128 -> MLP 128) on the chosen
+environment (default RWARE tiny-2ag):
 
 * **train SPS**: env steps per second of the jitted learner call (``--updates`` updates per
   call), compiled ahead of time, best of ``--repeats`` timed calls after one warm-up call;
@@ -33,7 +35,15 @@ from env_sps import measure_env_sps  # noqa: E402
 from marlvault import config  # noqa: E402
 from marlvault.envs.registry import make_env  # noqa: E402
 from marlvault.envs.vec import VecEnv  # noqa: E402
-from marlvault.online import anakin, ippo  # noqa: E402
+from marlvault.online import anakin, ippo, rec_ippo  # noqa: E402
+
+SYSTEMS = {
+    "ippo": (ippo, "ippo", []),
+    "mappo": (ippo, "ippo", ["system.centralised_critic=true"]),
+    "rec-ippo": (rec_ippo, "rec_ippo", []),
+    "rec-mappo": (rec_ippo, "rec_ippo", ["system.centralised_critic=true"]),
+}
+"""System name -> (learner module, preset, overrides)."""
 
 
 def _best(fn, state, repeats: int):
@@ -48,9 +58,9 @@ def _best(fn, state, repeats: int):
     return best, state
 
 
-def train_sps(cfg: ippo.Config, updates: int, repeats: int, autoreset: str = "fast"):
+def train_sps(module, cfg: ippo.Config, updates: int, repeats: int, autoreset: str = "fast"):
     """(train SPS, learner) for ``updates`` updates per call."""
-    learner = ippo.make_train(cfg, updates_per_call=updates, autoreset=autoreset)
+    learner = module.make_train(cfg, updates_per_call=updates, autoreset=autoreset)
     state = learner.init(jax.random.PRNGKey(0))
     learn = learner.learn.lower(state).compile()
     state, *_ = jax.block_until_ready(learn(state))  # warm-up
@@ -58,10 +68,10 @@ def train_sps(cfg: ippo.Config, updates: int, repeats: int, autoreset: str = "fa
     return updates * cfg.steps_per_update / best, learner, state
 
 
-def rollout_seconds(cfg: ippo.Config, learner: ippo.Learner, state, repeats: int) -> float:
+def rollout_seconds(module, cfg, learner: ippo.Learner, state, repeats: int) -> float:
     """Best wall time of one rollout-only call (T steps of every env, actor + critic)."""
     local = anakin.local_count(cfg.arch.num_envs, learner.mesh, "arch.num_envs")
-    rollout = ippo.make_rollout(
+    rollout = module.make_rollout(
         VecEnv(make_env(cfg.env.env_name, cfg.env.scenario), local), learner.nets, cfg
     )
 
@@ -69,8 +79,8 @@ def rollout_seconds(cfg: ippo.Config, learner: ippo.Learner, state, repeats: int
         state, traj, (last, metrics) = rollout(state.params, state)
         return state, traj, last
 
-    specs = (ippo.LEARNER_SPECS, P(None, anakin.AXIS), anakin.SHARDED)
-    fn = anakin.shard_jit(run, learner.mesh, (ippo.LEARNER_SPECS,), specs)
+    specs = (module.LEARNER_SPECS, P(None, anakin.AXIS), anakin.SHARDED)
+    fn = anakin.shard_jit(run, learner.mesh, (module.LEARNER_SPECS,), specs)
     state, *_ = jax.block_until_ready(fn(state))
     best, _ = _best(fn, state, repeats)
     return best
@@ -78,6 +88,7 @@ def rollout_seconds(cfg: ippo.Config, learner: ippo.Learner, state, repeats: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--system", default="ippo", choices=sorted(SYSTEMS))
     parser.add_argument("--env", default="rware")
     parser.add_argument("--scenario", default="tiny-2ag")
     parser.add_argument("--num-envs", type=int, nargs="+", default=[16, 32, 64])
@@ -85,23 +96,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-naive", action="store_true", help="skip the naive-reset column")
     args = parser.parse_args()
-    print(f"IPPO {args.env}/{args.scenario}, default hyperparameters, {args.updates} updates per "
+    module, preset, extra = SYSTEMS[args.system]
+    print(f"{args.system} {args.env}/{args.scenario}, preset hyperparameters, {args.updates} updates per "
           f"call, best of {args.repeats}; {len(jax.devices())} x {jax.devices()[0].platform}, "
           f"{platform.processor() or platform.machine()}, jax {jax.__version__}\n")
     print("| envs | train SPS | env SPS | train/env | rollout ms | update ms | rollout share "
           "| train SPS (naive reset) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for b in args.num_envs:
-        cfg = config.load(ippo.Config, "ippo", [f"env={args.env}", f"scenario={args.scenario}",
-                                                f"arch.num_envs={b}"])  # fmt: skip
-        sps, learner, state = train_sps(cfg, args.updates, args.repeats)
+        cfg = config.load(module.Config, preset, [*extra, f"env={args.env}",
+                                                  f"scenario={args.scenario}", f"arch.num_envs={b}"])  # fmt: skip
+        sps, learner, state = train_sps(module, cfg, args.updates, args.repeats)
         env = measure_env_sps(args.env, args.scenario, b, cfg.system.rollout_length *
                               args.updates, "fast", args.repeats)  # fmt: skip
         per_update = cfg.steps_per_update / sps
-        roll = rollout_seconds(cfg, learner, state, args.repeats)
+        roll = rollout_seconds(module, cfg, learner, state, args.repeats)
         naive = "-"
         if not args.skip_naive:
-            naive = f"{train_sps(cfg, args.updates, args.repeats, 'naive')[0]:,.0f}"
+            naive = f"{train_sps(module, cfg, args.updates, args.repeats, 'naive')[0]:,.0f}"
         print(f"| {b} | {sps:,.0f} | {env:,.0f} | {sps / env:.2f} | {roll * 1e3:.0f} | "
               f"{(per_update - roll) * 1e3:.0f} | {roll / per_update:.0%} | {naive} |", flush=True)
 

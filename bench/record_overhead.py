@@ -1,12 +1,12 @@
 """Training SPS with recording off, with marlvault's recorder, and with the synchronous
 flashbax pattern — side by side in one process and one run.
 
-Usage: ``python bench/record_overhead.py [--num-envs 32] [--updates-per-call 4] [--calls 8]
-[--rounds 2] [--out DIR]``
+Usage: ``python bench/record_overhead.py [--system ippo|mappo|rec-ippo|rec-mappo] [--env rware
+--scenario tiny-2ag] [--num-envs 32] [--updates-per-call 4] [--calls 8] [--rounds 2] [--out DIR]``
 
-Modes, all on RWARE tiny-2ag with the default IPPO hyperparameters (rollout 128, 4 epochs,
-2 minibatches, MLP 128-128), continuing one training run (the learner state passes from mode to
-mode):
+Modes, all on the chosen system and environment (default IPPO, RWARE tiny-2ag) with the system's
+preset hyperparameters (rollout 128, 4 epochs, 2 minibatches), continuing one training run (the
+learner state passes from mode to mode):
 
 * ``off``: the learner compiled *without* trajectory outputs — training with no recording;
 * ``marlvault``: each call's rollouts go to :class:`marlvault.record.session.TrainingRecorder`
@@ -31,16 +31,26 @@ import jax
 import numpy as np
 
 from marlvault import config
-from marlvault.online import ippo
+from marlvault.online import ippo, rec_ippo
 from marlvault.record.session import TrainingRecorder
 from marlvault.schema import trajectory_to_batch
 
+SYSTEMS = {
+    "ippo": (ippo, "ippo", []),
+    "mappo": (ippo, "ippo", ["system.centralised_critic=true"]),
+    "rec-ippo": (rec_ippo, "rec_ippo", []),
+    "rec-mappo": (rec_ippo, "rec_ippo", ["system.centralised_critic=true"]),
+}
+"""System name -> (learner module, preset, overrides)."""
 
-def _config(num_envs: int, upc: int, calls: int, path: str) -> ippo.Config:
-    steps = num_envs * 128 * upc * (calls + 1)
-    return config.load(ippo.Config, "ippo", [
-        f"arch.num_envs={num_envs}", f"system.total_timesteps={steps}",
-        f"arch.num_evaluation={calls + 1}", f"record.path={path}",
+
+def _config(args, path: str) -> ippo.Config:
+    module, preset, extra = SYSTEMS[args.system]
+    steps = args.num_envs * 128 * args.updates_per_call * (args.calls + 1)
+    return config.load(module.Config, preset, [
+        *extra, f"env={args.env}", f"scenario={args.scenario}",
+        f"arch.num_envs={args.num_envs}", f"system.total_timesteps={steps}",
+        f"arch.num_evaluation={args.calls + 1}", f"record.path={path}",
     ])  # fmt: skip
 
 
@@ -86,6 +96,9 @@ def _run_flashbax(learner, state, calls: int, path: str):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--system", default="ippo", choices=sorted(SYSTEMS))
+    ap.add_argument("--env", default="rware")
+    ap.add_argument("--scenario", default="tiny-2ag")
     ap.add_argument("--num-envs", type=int, default=32)
     ap.add_argument("--updates-per-call", type=int, default=4)
     ap.add_argument("--calls", type=int, default=8)
@@ -93,11 +106,12 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="scratch dir for vaults (default a temp dir)")
     args = ap.parse_args()
     scratch = Path(args.out or tempfile.mkdtemp(prefix="mv-bench-"))
-    cfg = _config(args.num_envs, args.updates_per_call, args.calls, str(scratch / "mv.vlt"))
-    learner = ippo.make_train(cfg, return_trajectories=True,
+    cfg = _config(args, str(scratch / "mv.vlt"))
+    module = SYSTEMS[args.system][0]
+    learner = module.make_train(cfg, return_trajectories=True,
+                                updates_per_call=args.updates_per_call)  # fmt: skip
+    plain = module.make_train(cfg, return_trajectories=False,
                               updates_per_call=args.updates_per_call)  # fmt: skip
-    plain = ippo.make_train(cfg, return_trajectories=False,
-                            updates_per_call=args.updates_per_call)  # fmt: skip
     state = learner.init(jax.random.PRNGKey(0))
     for warm in (learner, plain):  # compile + warm-up
         state, m, _ = warm.learn(state)
@@ -108,8 +122,7 @@ def main() -> None:
     for r in range(args.rounds):
         dt, state = _run_off(plain, state, args.calls)
         best["off"] = min(best["off"], dt)
-        mv_cfg = _config(args.num_envs, args.updates_per_call, args.calls,
-                         str(scratch / f"mv{r}.vlt"))  # fmt: skip
+        mv_cfg = _config(args, str(scratch / f"mv{r}.vlt"))
         dt, state, stats = _run_marlvault(learner, state, args.calls, mv_cfg)
         if dt < best["marlvault"]:
             best["marlvault"], wait = dt, stats.wait_s
@@ -118,7 +131,7 @@ def main() -> None:
     sps = {k: steps / v for k, v in best.items()}
     print(f"\nmachine: {platform.machine()} {platform.processor() or ''}, "
           f"{jax.device_count()} {jax.devices()[0].platform} device(s); "
-          f"RWARE tiny-2ag, {args.num_envs} envs, {steps:,} env steps per mode and round, "
+          f"{args.system} on {args.env}/{args.scenario}, {args.num_envs} envs, {steps:,} env steps per mode and round, "
           f"best of {args.rounds} rounds\n")  # fmt: skip
     print("| mode | SPS | vs off |")
     print("|---|---:|---:|")

@@ -129,3 +129,19 @@ def test_rec_ippo_learns_rware_tiny_2ag(tmp_path):
           f"{result.final_return_mean:.3f} (best {result.best_return_mean:.3f}) after "
           f"{result.env_steps:,} steps, {result.wall_time:.0f} s, {result.sps:,.0f} SPS")
     assert result.final_return_mean > max(5 * random_return, random_return + 0.3)
+
+
+SMAX_REC_IPPO = ["arch.num_envs=128", "system.num_minibatches=4", "system.lr=0.004",
+                 "system.clip_eps=0.05", "system.max_grad_norm=0.25", "system.decay_lr=true"]
+"""JaxMARL's recurrent IPPO settings for SMAX (baselines/IPPO/config/ippo_rnn_smax.yaml) where
+ours differ; its env settings (see_enemy_actions, walls_cause_death, attack_mode closest) are
+jaxmarl's defaults, which the adapter uses."""
+
+
+@pytest.mark.slow
+def test_rec_ippo_wins_smax_3m(tmp_path):
+    result = _train(tmp_path, "smax", "3m", "3e6", *SMAX_REC_IPPO, recurrent=True)
+    print(f"\nSMAX 3m: rec-IPPO final win rate {result.final_win_rate:.2f}, return "
+          f"{result.final_return_mean:.3f} ± {result.final_return_std:.3f} after "
+          f"{result.env_steps:,} steps, {result.wall_time:.0f} s, {result.sps:,.0f} SPS")
+    assert result.final_win_rate >= 0.8
