@@ -1,4 +1,5 @@
-"""Continuous actions end to end: IPPO on MPE simple spread (continuous), recorded and replayed.
+"""Continuous actions end to end: IPPO and rec-IPPO on MPE simple spread (continuous), recorded
+and replayed; offline training refuses the data with the fix.
 
 One tiny training run (shared by the tests of this module) records a vault; a saved checkpoint
 is then rolled out by ``marlvault record`` with epsilon exploration. The recorded actions must be
@@ -17,11 +18,12 @@ from typer.testing import CliRunner
 from marlvault.checkpoint import load_policy
 from marlvault.cli import app
 from marlvault.envs.registry import make_env
+from marlvault.errors import DatasetError
 from marlvault.online import ippo, losses
 from marlvault.record.train import train_and_record
 from marlvault.vault import Vault
 
-from .helpers import tiny_config
+from .helpers import tiny_config, tiny_rec_config
 
 ENV = ["env.env_name=mpe", "env.scenario=simple_spread_v3-continuous"]
 
@@ -93,3 +95,26 @@ def test_ppo_ratio_is_one_before_the_first_gradient_step():
                               jnp.array([0.0, 1.0]))  # fmt: skip
     assert float(info.approx_kl) == pytest.approx(0.0, abs=1e-6)
     assert float(info.clip_frac) == 0.0
+
+
+def test_rec_ippo_records_continuous_actions(tmp_path):
+    """The recurrent system takes the same tanh-Gaussian head from the action space."""
+    path = tmp_path / "rec.vlt"
+    cfg = tiny_rec_config(*ENV, "system.rollout_length=25", "system.total_timesteps=200",
+                          f"logger.base_dir={tmp_path}", "logger.console=false",
+                          f"record.path={path}", "record.extras=log_prob")  # fmt: skip
+    result, _ = train_and_record(cfg)
+    assert result.algorithm == "rec-ippo" and np.isfinite(result.final_return_mean)
+    with Vault.open(str(path)) as v:
+        data = v.read()
+    a = data["actions"]
+    assert a.dtype == np.float32 and a.shape[1:] == (50, 3, 5)
+    assert 0.0 <= a.min() and a.max() <= 1.0 and np.isfinite(data["infos"]["log_prob"]).all()
+
+
+def test_offline_training_refuses_continuous_actions_with_the_fix(run):
+    _, _, root = run
+    res = CliRunner().invoke(app, ["offline", "train", "bc", f"vault={root / 'train.vlt'}",
+                                   f"logger.base_dir={root / 'off'}"])  # fmt: skip
+    assert res.exit_code == DatasetError.exit_code, res.output
+    assert "continuous" in res.output and "fix:" in res.output
