@@ -89,6 +89,37 @@ def test_recurrent_rollout_resets_replays_and_bootstraps():
     _truncation_bootstraps_from_the_carried_critic_state(learned)
 
 
+def test_hidden_resets_per_env_when_episodes_end_at_different_steps():
+    """SMAX 3m: battles end at different steps in different envs, so each env's GRU state must
+    be zeroed on its own step (matrax above ends every episode together)."""
+    cfg = tiny_rec_config("env=smax", "scenario=3m", "arch.num_envs=8")
+    learner = rec_ippo.make_train(cfg)
+    vec = VecEnv(make_env("smax", "3m"), cfg.arch.num_envs)
+    rollout = jax.jit(rec_ippo.make_rollout(vec, learner.nets, cfg))
+    state = learner.init(jax.random.PRNGKey(5))
+    _, tr, _ = rollout(state.params, state)
+    first = np.asarray(tr.step_count) == 0  # [T, B]
+    staggered = (first.sum(1) > 0) & (first.sum(1) < first.shape[1])
+    assert staggered.any() and first[1:].any(), first.astype(int)  # resets at differing steps
+    nets, system = learner.nets, cfg.system
+    b, n = tr.obs.shape[1:3]
+    zeros = rec_ippo.initial_hidden(nets, (b, n))
+
+    def fresh(obs, st):
+        critic_in = network_inputs(obs, st, system)[1]
+        _, v = nets.critic.apply(state.params.critic, zeros,
+                                 (critic_in[None], jnp.ones((1, b, n), bool)))  # fmt: skip
+        return v[0]
+
+    fresh_value = np.asarray(jax.jit(jax.vmap(fresh))(tr.obs, tr.state))  # [T, B, N]
+    value = np.asarray(tr.value)
+    later = first.copy()
+    later[0] = False  # step 0 of the first rollout is fresh for every env anyway
+    np.testing.assert_allclose(value[later], fresh_value[later], rtol=1e-5, atol=1e-6)
+    carried = np.abs(value[~first] - fresh_value[~first]) > 1e-5  # a carried state matters
+    assert carried.mean() > 0.95, carried.mean()
+
+
 def _rollout_shapes_and_carried_hidden(learned):
     learner, state, after, tr, _ = learned
     spec, b, n = learner.spec, 4, learner.spec.num_agents
