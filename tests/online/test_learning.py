@@ -145,3 +145,21 @@ def test_rec_ippo_wins_smax_3m(tmp_path):
           f"{result.final_return_mean:.3f} ± {result.final_return_std:.3f} after "
           f"{result.env_steps:,} steps, {result.wall_time:.0f} s, {result.sps:,.0f} SPS")
     assert result.final_win_rate >= 0.8
+
+
+MABRAX_IPPO = ["arch.num_envs=64", "system.rollout_length=300", "system.num_minibatches=4",
+               "system.lr=1e-3", "system.ent_coef=2e-6", "system.vf_coef=4.5",
+               "system.decay_lr=true"]
+"""JaxMARL's IPPO settings for MaBrax (baselines/IPPO/config/ippo_ff_mabrax.yaml) where ours
+differ."""
+
+
+@pytest.mark.slow
+def test_ippo_learns_mabrax_hopper(tmp_path):
+    pytest.importorskip("brax", reason="MaBrax needs the mabrax extra: pip install 'marlvault[mabrax]'")
+    rand = random_policy_returns("mabrax", "hopper_3x1")
+    result = _train(tmp_path, "mabrax", "hopper_3x1", "1e6", *MABRAX_IPPO)
+    print(f"\nMaBrax hopper_3x1: random {rand.mean():.1f} {interval95(rand)}, IPPO final "
+          f"{result.final_return_mean:.1f} ± {result.final_return_std:.1f} after "
+          f"{result.env_steps:,} steps, {result.wall_time:.0f} s, {result.sps:,.0f} SPS")
+    assert _final_interval(result)[0] > interval95(rand)[1]  # non-overlapping 95 % intervals
