@@ -32,6 +32,20 @@ def test_marl_eval_json_layout_and_tensorboard(tmp_path):
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.parametrize("has_win", [True, False])
+def test_console_line_shows_the_win_rate_for_envs_with_wins(tmp_path, capsys, has_win):
+    info = RunInfo("smax", "3m", "rec-ippo", 0, total_steps=100, has_win=has_win)
+    logger = RunLogger(tmp_path, info, console=True, tensorboard=False, json=True)
+    eps = {"episode_return": np.array([1.0, 2.0]), "episode_length": np.array([9, 9]),
+           "win_rate": np.array([1.0, 0.0])}
+    logger.log(100, 10.0, eps, {})
+    logger.close()
+    out = capsys.readouterr().out
+    assert ("win 0.50" in out) == has_win, out
+    run = json.loads((tmp_path / "metrics.json").read_text())["smax"]["3m"]["rec-ippo"]["seed_0"]
+    assert run["step_0"]["win_rate"] == [1.0, 0.0]
+
+
 def _fake_params(hidden: int = 16) -> dict:
     rng = np.random.default_rng(0)
     layer = lambda i, o: {"kernel": rng.normal(size=(i, o)).astype(np.float32),  # noqa: E731
