@@ -1,0 +1,101 @@
+"""``vault export``: the OG-MARL one-row layout (and, below, HDF5 / npz files)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from marlvault.errors import ConfigError, NotAVaultError, VaultExistsError, VaultNotFoundError
+from marlvault.tools.combine import combine
+from marlvault.tools.export import export
+from marlvault.tools.index import episode_table
+from marlvault.vault import Vault
+
+from .helpers import make_tree, write_vault
+
+SHORT_T = 18
+
+
+@pytest.fixture(scope="module")
+def padded(vault_path, tmp_path_factory):
+    """5 rows: the hand-made 3x25 vault and a 2x18 one (zero-padded to 25), tails in 3 rows,
+    terminal and truncated endings mixed, episodes of lengths 2..9."""
+    short = make_tree([[4, 6, 8], [3, "tail15"]], steps=SHORT_T, seed=9)
+    other = write_vault(str(tmp_path_factory.mktemp("short") / "short"), short, appends=2)
+    out = str(tmp_path_factory.mktemp("padded") / "both")
+    combine(out, [vault_path, other], budget=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def og(padded, tmp_path_factory):
+    """The og-marl export of ``padded`` at ``BASE/og.vlt/Good`` (flashbax's path shape)."""
+    base = str(tmp_path_factory.mktemp("og"))
+    dst = os.path.join(base, "og.vlt", "Good")
+    return base, dst, export(padded, dst, layout="og-marl")
+
+
+def test_og_marl_layout_is_the_complete_episodes_end_to_end(padded, og):
+    _, dst, summary = og
+    src = episode_table(padded)
+    done = src.select(np.flatnonzero(src.complete))
+    assert summary["episodes"] == done.num == 16 and summary["dropped_incomplete"] == 3
+    assert summary["transitions"] == int(done.length.sum())
+    assert summary["terminated"] + summary["truncated"] == done.num and summary["truncated"] > 0
+    with Vault.open(padded) as s, Vault.open(dst) as v:
+        assert v.num_rows == 1 and v.num_steps == int(done.length.sum()) and not v.has_padding
+        src_data, data = s.read_flat(), v.read_flat()
+        out = v.episodes  # sorted by start = output order
+        meta = v.metadata["marlvault"]
+    assert out["complete"].all() and len(out) == done.num
+    np.testing.assert_array_equal(out["start"], np.concatenate([[0], np.cumsum(done.length)[:-1]]))
+    np.testing.assert_array_equal(out["length"], done.length)  # documented order: (end, row)
+    np.testing.assert_array_equal(out["return"], done.ret)
+    np.testing.assert_array_equal(out["terminated"], done.terminated)
+    np.testing.assert_array_equal(out["truncated"], done.truncated)
+    for e, o in zip(range(done.num), out["start"], strict=True):  # exact copies, every key
+        b, a, n = int(done.row[e]), int(done.start[e]), int(done.length[e])
+        for key, x in data.items():
+            np.testing.assert_array_equal(x[0, o : o + n], src_data[key][b, a : a + n], key)
+    assert meta["env"] == "handmade" and meta["config"] == {"seed": 7}
+    assert "row_lengths" not in meta
+    prov = meta["provenance"]
+    assert prov["tool"] == "export" and prov["layout"] == "og-marl" and prov["sources"] == [padded]
+    assert prov["episodes"] == 16 and prov["dropped_incomplete"] == 3
+
+
+def test_flashbax_reads_the_og_marl_export_as_og_marl_does(og):
+    from flashbax.vault import Vault as FbxVault
+
+    base, dst, summary = og
+    fbx = FbxVault(vault_name="og.vlt", rel_dir=base, vault_uid="Good")
+    exp = fbx.read().experience
+    with Vault.open(dst) as v:
+        ours = v.read()
+    assert exp["rewards"].shape[:2] == (1, summary["transitions"])
+    for key in ("observations", "actions", "rewards", "terminals", "truncations"):
+        np.testing.assert_array_equal(np.asarray(exp[key]), ours[key], err_msg=key)
+    np.testing.assert_array_equal(np.asarray(exp["infos"]["legals"]), ours["infos"]["legals"])
+    legals = np.asarray(exp["infos"]["legals"])
+    assert (legals[..., :3] == 1).all()  # zero padding would show as all-illegal steps
+    ends = (np.asarray(exp["terminals"]).max(-1) + np.asarray(exp["truncations"]).max(-1)) > 0
+    assert ends[0, -1] and int(ends.sum()) == summary["episodes"]
+
+
+def test_export_refuses_and_overwrites_nothing(padded, og, tmp_path):
+    _, dst, _ = og
+    before = sorted(os.listdir(dst))
+    with pytest.raises(VaultExistsError, match="expected nothing .* found a folder; fix"):
+        export(padded, dst, layout="og-marl")
+    assert sorted(os.listdir(dst)) == before
+    with pytest.raises(VaultNotFoundError):
+        export(str(tmp_path / "nothing"), str(tmp_path / "x"), layout="og-marl")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "metadata.json").write_text("{\"a\": 1}")
+    with pytest.raises(NotAVaultError):
+        export(str(tmp_path / "junk"), str(tmp_path / "y"), layout="og-marl")
+    with pytest.raises(ConfigError, match="expected one of .*og-marl.*found 'flat'"):
+        export(padded, str(tmp_path / "z"), layout="flat")
+    assert not any((tmp_path / n).exists() for n in ("x", "y", "z"))
