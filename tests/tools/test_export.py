@@ -99,3 +99,95 @@ def test_export_refuses_and_overwrites_nothing(padded, og, tmp_path):
     with pytest.raises(ConfigError, match="expected one of .*og-marl.*found 'flat'"):
         export(padded, str(tmp_path / "z"), layout="flat")
     assert not any((tmp_path / n).exists() for n in ("x", "y", "z"))
+
+
+# --- HDF5 / npz ----------------------------------------------------------------------------------
+FIELDS = ("row", "start", "length", "return", "terminated", "truncated", "complete")
+
+
+def _load(path: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict, dict]:
+    """(data by dotted key incl. row_lengths, episode arrays, metadata, provenance) of a file."""
+    import json
+
+    if path.endswith(".npz"):
+        with np.load(path) as z:  # no pickles: every array is plain
+            got = {k: z[k] for k in z.files}
+        meta, prov = (json.loads(str(got.pop(k)[0])) for k in ("metadata", "provenance"))
+        eps = {f: got.pop(f"episodes.{f}") for f in FIELDS}
+        return got, eps, meta, prov
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        got = {}
+        f.visititems(lambda name, obj: got.__setitem__(name.replace("/", "."), obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+        meta, prov = json.loads(f.attrs["metadata"]), json.loads(f.attrs["provenance"])
+    eps = {f: got.pop(f"episodes.{f}") for f in FIELDS}
+    return got, eps, meta, prov
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".npz"])
+def test_file_round_trip_keeps_rows_padding_and_episodes(padded, tmp_path, suffix):
+    dst = str(tmp_path / f"data{suffix}")
+    summary = export(padded, dst)
+    got, eps, meta, prov = _load(dst)
+    with Vault.open(padded) as v:
+        want, index, want_meta, lengths = v.read_flat(), v.episodes, v.metadata, v.row_lengths
+    np.testing.assert_array_equal(got.pop("row_lengths"), lengths)
+    assert sorted(got) == sorted(want)
+    for key, x in want.items():  # (B, T, ...) as stored, dtypes kept, padding included
+        assert got[key].dtype == x.dtype, key
+        np.testing.assert_array_equal(got[key], x, err_msg=key)
+    for field in FIELDS:
+        np.testing.assert_array_equal(eps[field], index[field], err_msg=field)
+    assert meta == want_meta
+    assert prov == summary and prov["layout"] == "rows" and prov["incomplete_kept"] == 3
+    assert sorted(os.listdir(tmp_path)) == [f"data{suffix}"]  # no temporary file left
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".npz"])
+def test_file_og_marl_layout_equals_the_og_marl_vault(og, tmp_path, suffix):
+    _, vault_dst, vault_summary = og
+    dst = str(tmp_path / f"flat{suffix}")
+    summary = export(vault_summary["sources"][0], dst, layout="og-marl")
+    got, eps, _, prov = _load(dst)
+    with Vault.open(vault_dst) as v:
+        want, index = v.read_flat(), v.episodes
+    np.testing.assert_array_equal(got.pop("row_lengths"), [v.num_steps])
+    for key, x in want.items():
+        np.testing.assert_array_equal(got[key], x, err_msg=key)
+    for field in FIELDS:
+        np.testing.assert_array_equal(eps[field], index[field], err_msg=field)
+    assert prov["dropped_incomplete"] == vault_summary["dropped_incomplete"] == 3
+    assert summary["episodes"] == vault_summary["episodes"]
+
+
+def test_file_refusals(padded, tmp_path):
+    with pytest.raises(ConfigError, match=r"expected at most 0.001 MiB .* found 0\.\d MiB; fix: "
+                                          r"export to a .h5 file .* --max-memory-mb to 1\b"):
+        export(padded, str(tmp_path / "big.npz"), max_memory_mb=0.001)
+    (tmp_path / "old.h5").write_bytes(b"keep me")
+    with pytest.raises(VaultExistsError, match="found a file"):
+        export(padded, str(tmp_path / "old.h5"))
+    assert (tmp_path / "old.h5").read_bytes() == b"keep me"
+    with pytest.raises(ConfigError, match="vault destination expected --layout og-marl"):
+        export(padded, str(tmp_path / "v.vlt" / "x"))
+    with pytest.raises(ConfigError, match="vault destination expected --layout og-marl"):
+        export(padded, str(tmp_path / "v.vlt" / "x"), layout="rows")
+    assert sorted(os.listdir(tmp_path)) == ["old.h5"]
+
+
+def test_hdf5_export_streams_in_small_windows(padded, og, tmp_path, monkeypatch):
+    """With 1-byte windows every read is one vault chunk and every write a few steps."""
+    import marlvault.tools._common as common
+    import marlvault.tools.writer as writer
+
+    monkeypatch.setattr(common, "DEFAULT_CHUNK_BYTES", 1)
+    monkeypatch.setattr(writer, "DEFAULT_CHUNK_BYTES", 1)
+    export(padded, str(tmp_path / "rows.h5"))
+    export(padded, str(tmp_path / "flat.h5"), layout="og-marl")
+    with Vault.open(padded) as v, Vault.open(og[1]) as o:
+        for name, want in (("rows.h5", v.read_flat()), ("flat.h5", o.read_flat())):
+            got = _load(str(tmp_path / name))[0]
+            for key, x in want.items():
+                np.testing.assert_array_equal(got[key], x, err_msg=f"{name} {key}")
