@@ -191,3 +191,27 @@ def test_hdf5_export_streams_in_small_windows(padded, og, tmp_path, monkeypatch)
             got = _load(str(tmp_path / name))[0]
             for key, x in want.items():
                 np.testing.assert_array_equal(got[key], x, err_msg=f"{name} {key}")
+
+
+def test_cli_export(padded, tmp_path):
+    from typer.testing import CliRunner
+
+    from marlvault.cli import app
+
+    runner = CliRunner()
+    dst = str(tmp_path / "cli.vlt" / "Good")
+    ok = runner.invoke(app, ["vault", "export", padded, dst, "--layout", "og-marl"])
+    assert ok.exit_code == 0, (ok.output, ok.exception)
+    assert "wrote 16 complete episodes" in ok.output
+    assert "dropped 3 incomplete episodes" in ok.output
+    ok = runner.invoke(app, ["vault", "export", padded, str(tmp_path / "d.npz")])
+    assert ok.exit_code == 0 and "rows layout, npz" in ok.output and "3 incomplete" in ok.output
+    again = runner.invoke(app, ["vault", "export", padded, dst, "--layout", "og-marl"])
+    assert again.exit_code == VaultExistsError.exit_code and "error: " in again.output
+    bad = runner.invoke(app, ["vault", "export", padded, str(tmp_path / "e.h5"), "--layout", "x"])
+    assert bad.exit_code == ConfigError.exit_code and "expected one of rows, og-marl" in bad.output
+    big = runner.invoke(app, ["vault", "export", padded, str(tmp_path / "f.npz"),
+                              "--max-memory-mb", "0.001"])
+    assert big.exit_code == ConfigError.exit_code and ".h5" in big.output
+    assert not any((tmp_path / n).exists() for n in ("e.h5", "f.npz"))
+    assert "OG-MARL" in runner.invoke(app, ["vault", "export", "--help"]).output
