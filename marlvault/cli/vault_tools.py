@@ -1,4 +1,4 @@
-"""``marlvault vault returns|subsample|combine|coverage|card``: dataset tools on any vault.
+"""``marlvault vault returns|subsample|combine|coverage|card|export``: dataset tools on any vault.
 
 Thin commands over :mod:`marlvault.tools`; errors are :class:`~marlvault.errors.MarlvaultError`
 subclasses that the root command turns into one line and the class's exit code.
@@ -156,6 +156,43 @@ def card_cmd(
         typer.echo(f"card written to {out}")
 
 
+def export_cmd(
+    src: str = typer.Argument(..., help="Source vault."),
+    dst: str = typer.Argument(
+        ..., help="New file or vault (must not exist): DATA.h5 / DATA.hdf5 (HDF5), DATA.npz "
+                  "(numpy), or a vault path such as vaults/NAME.vlt/UID (needs --layout og-marl)."),
+    layout: str = typer.Option(
+        None, "--layout",
+        help="rows (default for files): arrays (B, T, ...) as stored, plus row_lengths and the "
+             "episode table, nothing lost. og-marl: one row, the complete episodes end to end "
+             "(by end step, then row), no padding; incomplete episodes dropped and counted."),
+    max_memory_mb: float = typer.Option(
+        1024.0, "--max-memory-mb",
+        help="Largest npz export in MiB (npz is built in memory; use .h5 above it)."),
+) -> None:
+    """Export SRC for code that does not read vaults: HDF5/npz files, or the OG-MARL layout.
+
+    \b
+    marlvault vault export SRC data.h5                       # torch etc.: (B, T, ...) + row_lengths
+    marlvault vault export SRC data.npz --layout og-marl     # flat: (1, steps, ...), no padding
+    marlvault vault export SRC vaults/x.vlt/Good --layout og-marl   # for OG-MARL's vault loader
+
+    Files also hold episodes/{row,start,length,return,terminated,truncated,complete}, the
+    source metadata (JSON) and the export's provenance. See docs/TOOLS.md, "export".
+    """
+    from marlvault.tools.export import export
+
+    prov = export(src, dst, layout=layout, progress=True, max_memory_mb=max_memory_mb)
+    line = (f"wrote {prov['episodes']} complete episodes, {prov['transitions']} transitions "
+            f"({prov['layout']} layout, {prov['format']}) to {dst}")
+    if prov["layout"] == "og-marl":
+        line += (f"; dropped {prov['dropped_incomplete']} incomplete episodes "
+                 f"({prov['dropped_steps']} steps)")
+    else:
+        line += f"; {prov['incomplete_kept']} incomplete episodes kept (complete == False)"
+    typer.echo(line)
+
+
 def register_tools(vault_app: typer.Typer) -> None:
     """Add the dataset tools to the ``marlvault vault`` group."""
     vault_app.command("returns")(returns_cmd)
@@ -163,3 +200,4 @@ def register_tools(vault_app: typer.Typer) -> None:
     vault_app.command("combine")(combine_cmd)
     vault_app.command("coverage")(coverage_cmd)
     vault_app.command("card")(card_cmd)
+    vault_app.command("export")(export_cmd)

@@ -213,18 +213,20 @@ def subsample(
         meta["marlvault"]["row_lengths"] = row_lengths.tolist()
         with create_like(dst, step_specs(v), spec.rows, meta) as out:
             writer = PackedWriter(out, row_lengths)
-            _copy_episodes(v, chosen, out_row, writer, progress)
+            copy_episodes(v, chosen, out_row, writer, progress)
             writer.finish()
         return prov
 
 
-def _copy_episodes(
-    v: Any, chosen: EpisodeTable, out_row: np.ndarray, writer: PackedWriter, progress: bool
+def copy_episodes(
+    v: Any, chosen: EpisodeTable, out_row: np.ndarray, writer: PackedWriter, progress: bool,
+    label: str = "subsample",
 ) -> None:
-    """Stream the source and hand each chosen episode, complete, to the writer in order."""
+    """Stream the source and hand each chosen episode, complete, to the writer in table order
+    (by end step, then row). Also used by :mod:`marlvault.tools.export`."""
     by_start = np.argsort(chosen.start, kind="stable")
     nxt, active = 0, {}  # active: episode index -> list of flat pieces
-    for t0, chunk in iter_flat_chunks(v, progress="subsample" if progress else None):
+    for t0, chunk in iter_flat_chunks(v, progress=label if progress else None):
         t1 = t0 + next(iter(chunk.values())).shape[1]
         while nxt < chosen.num and chosen.start[by_start[nxt]] < t1:
             active[int(by_start[nxt])] = []
