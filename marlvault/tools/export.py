@@ -264,12 +264,30 @@ def _fill(v: Any, sink: _ArraySink, layout: str, chosen: EpisodeTable, progress:
             sink.append_flat(chunk)
 
 
+H5_CHUNK_BYTES = 1 << 20
+"""Target size of one HDF5 chunk (uncompressed)."""
+H5_CACHE_BYTES = 256 << 20
+"""h5py's chunk cache per dataset: partial chunks of a window stay in memory until filled."""
+
+
+def _h5_storage(rows: int, steps: int, shape: tuple[int, ...], dtype: Any) -> dict[str, Any]:
+    """Chunked, byte-shuffled gzip level 1 (readable by every HDF5 reader; the recorded data
+    compresses ~10-40x), chunks ``(rows, t, *shape)`` of about :data:`H5_CHUNK_BYTES`."""
+    if steps == 0 or rows == 0:
+        return {}
+    per_step = rows * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    t = int(max(1, min(steps, H5_CHUNK_BYTES // max(per_step, 1))))
+    return {"chunks": (rows, t, *shape), "compression": "gzip", "compression_opts": 1,
+            "shuffle": True}
+
+
 def _write_hdf5(v, path, specs, rows, steps, layout, chosen, extras, progress) -> None:
     import h5py
 
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w", rdcc_nbytes=H5_CACHE_BYTES) as f:
         arrays = {
-            k: f.create_dataset(k.replace(".", "/"), shape=(rows, steps, *shape), dtype=dtype)
+            k: f.create_dataset(k.replace(".", "/"), shape=(rows, steps, *shape), dtype=dtype,
+                                **_h5_storage(rows, steps, shape, dtype))
             for k, (shape, dtype) in specs.items()
         }
         _fill(v, _ArraySink(arrays), layout, chosen, progress)
