@@ -79,9 +79,20 @@ def subsample_cmd(
                                      help="Keep episodes whose update index is in LO:HI."),
     update_key: str = typer.Option("infos.update", "--update-key", help="Update index key."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the draw."),
-    rows: int = typer.Option(1, "--rows", help="Rows of the output vault."),
+    rows: int = typer.Option(1, "--rows", help="Rows of the output vault (--layout rows)."),
+    layout: str = typer.Option(
+        "rows", "--layout",
+        help="rows (default): the chosen episodes packed into --rows rows, shorter rows "
+             "zero-padded (row_lengths in the metadata). og-marl: one row, the chosen episodes "
+             "end to end (by end step, then row), no padding, as OG-MARL's code reads a vault; "
+             "needs --rows 1. See docs/TOOLS.md, \"export\"."),
 ) -> None:
-    """Write an episode-aligned subsample of SRC into a new vault DST."""
+    """Write an episode-aligned subsample of SRC into a new vault DST.
+
+    \b
+    marlvault vault subsample SRC DST --episodes 500 --seed 1
+    marlvault vault subsample SRC vaults/x.vlt/Good --episodes 500 --layout og-marl   # for OG-MARL
+    """
     from marlvault.tools.subsample import SubsampleSpec, subsample
 
     counts = _floats(target_counts, "target-counts")
@@ -93,21 +104,39 @@ def subsample_cmd(
         update_range=_pair(update_range, "update-range", int), update_key=update_key,
         seed=seed, rows=rows,
     )
-    prov = subsample(src, dst, spec, progress=True)
+    prov = subsample(src, dst, spec, progress=True, layout=layout)
     typer.echo(f"wrote {prov['episodes']} episodes, {prov['transitions']} transitions "
-               f"({', '.join(prov['method'])}, seed {seed}) to {dst}")
+               f"({', '.join(prov['method'])}, seed {seed}"
+               f"{', og-marl layout' if layout == 'og-marl' else ''}) to {dst}")
 
 
 def combine_cmd(
     dst: str = typer.Argument(..., help="New vault to write (must not exist)."),
     sources: list[str] = typer.Argument(..., help="Two or more vaults of the same structure."),
+    layout: str = typer.Option(
+        "rows", "--layout",
+        help="rows (default): stack the sources' rows, shorter ones zero-padded (row_lengths in "
+             "the metadata), every episode kept. og-marl: one row, the complete episodes of "
+             "every source end to end (sources in the order given), no padding, as OG-MARL's "
+             "code reads a vault; incomplete episodes dropped and counted. See docs/TOOLS.md."),
 ) -> None:
-    """Concatenate vaults along rows (each row stays one continuous stream) into DST."""
+    """Concatenate vaults along rows (each row stays one continuous stream) into DST.
+
+    \b
+    marlvault vault combine vaults/all.vlt/Mixed vaults/a.vlt/Good vaults/a.vlt/Poor
+    marlvault vault combine og/all.vlt/Mixed vaults/a.vlt/Good vaults/a.vlt/Poor --layout og-marl
+    """
     from marlvault.tools.combine import combine
 
     if len(sources) < 2:
         raise ConfigError(f"combine: expected at least 2 source vaults, found {len(sources)}")
-    prov = combine(dst, sources, progress=True)
+    prov = combine(dst, sources, progress=True, layout=layout)
+    if prov["layout"] == "og-marl":
+        typer.echo(f"wrote {prov['episodes']} complete episodes, {prov['transitions']} "
+                   f"transitions from {len(sources)} vaults to {dst} (og-marl layout, one row); "
+                   f"dropped {prov['dropped_incomplete']} incomplete episodes "
+                   f"({prov['dropped_steps']} steps)")
+        return
     rows = prov["sources"][-1]["rows"][1]
     typer.echo(f"wrote {rows} rows from {len(sources)} vaults to {dst}")
 

@@ -153,3 +153,20 @@ def derived_metadata(source: Any, provenance: dict[str, Any]) -> dict[str, Any]:
         prov["source_provenance"] = ours["provenance"]
     free = {k: v for k, v in meta.items() if k not in FORMAT_KEYS}
     return {**free, "marlvault": {**kept, "provenance": prov}}
+
+
+OUTPUT_LAYOUTS = ("rows", "og-marl")
+"""Layouts of the vaults ``combine`` and ``subsample`` write (see docs/TOOLS.md, "export")."""
+
+
+def check_output_layout(tool: str, layout: str) -> str:
+    """Return ``layout`` if it is one of :data:`OUTPUT_LAYOUTS`; else raise :class:`ConfigError`."""
+    if layout in OUTPUT_LAYOUTS:
+        return layout
+    from marlvault.errors import ConfigError
+
+    raise ConfigError(
+        f"{tool}: --layout expected one of {', '.join(OUTPUT_LAYOUTS)}, found {layout!r}; fix: "
+        "pass --layout rows (the default) or --layout og-marl (one row of complete episodes "
+        "end to end, no padding, as OG-MARL reads a vault)"
+    )

@@ -10,6 +10,15 @@ Rows of a shorter source are padded at the end with zero steps up to the longest
 row keeps its own valid length), so the episode index, the offline samplers and every tool skip
 the padding (flashbax readers would see it as zero steps). ``metadata["marlvault"]["provenance"]``
 records each source's path, row range and length.
+
+``layout="og-marl"`` instead writes one row (``B == 1``, no padding), the layout OG-MARL's code
+reads (see :mod:`marlvault.tools.export`): the *complete* episodes of each source, sources in the
+order given, each source's episodes in its episode-table order (by end step, then source row),
+all end to end. Every episode is copied exactly, so its last step keeps its ``terminals`` or
+``truncations`` flag, and no fake episode can form at a seam because only complete episodes are
+joined. Incomplete episodes (a row's unfinished tail) are dropped and counted per source and in
+total. Each source is streamed twice (episode table, then data); memory holds one source chunk
+plus the open episode of each source row.
 """
 
 from __future__ import annotations
@@ -21,13 +30,16 @@ import numpy as np
 from marlvault.errors import SchemaMismatchError
 from marlvault.tools._common import (
     DEFAULT_CHUNK_BYTES,
+    check_output_layout,
     derived_metadata,
     open_vault,
     progress_bar,
     row_lengths,
     step_specs,
 )
-from marlvault.tools.writer import create_like, zeros_batch
+from marlvault.tools.index import episode_table
+from marlvault.tools.subsample import copy_episodes
+from marlvault.tools.writer import PackedWriter, create_like, zeros_batch
 from marlvault.tree import flatten, unflatten
 
 
@@ -52,7 +64,8 @@ def check_same_structure(paths: list[str], specs: list[dict[str, tuple]]) -> Non
 
 
 def combine(
-    dst: str, sources: list[Any], progress: bool = False, budget: int | None = None
+    dst: str, sources: list[Any], progress: bool = False, budget: int | None = None,
+    layout: str = "rows",
 ) -> dict[str, Any]:
     """Write the row-wise concatenation of ``sources`` into a new vault at ``dst``.
 
@@ -61,17 +74,26 @@ def combine(
         sources: two or more vault paths/URLs (or open vaults) with the same structure.
         progress: show a progress bar.
         budget: bytes per written chunk.
+        layout: ``"rows"`` (stack the rows) or ``"og-marl"`` (one row of the complete episodes
+            end to end; see the module docstring).
 
     Returns:
-        The provenance record stored under ``metadata["marlvault"]["provenance"]`` (the valid
-        length of each output row is stored under ``metadata["marlvault"]["row_lengths"]``).
+        The provenance record stored under ``metadata["marlvault"]["provenance"]`` (for
+        ``"rows"`` the valid length of each output row is stored under
+        ``metadata["marlvault"]["row_lengths"]``; for ``"og-marl"`` the record counts the
+        ``episodes``, ``transitions`` and ``dropped_incomplete`` episodes, in total and per
+        source).
 
     Raises:
+        ConfigError: unknown layout.
         SchemaMismatchError: the sources differ in a key, shape or dtype.
     """
+    check_output_layout("combine", layout)
     opened = [open_vault(s) for s in sources]
     vaults = [cm.__enter__() for cm in opened]
     try:
+        if layout == "og-marl":
+            return _combine_og_marl(dst, vaults, progress, budget)
         return _combine_open(dst, vaults, progress, budget)
     finally:
         for cm in reversed(opened):
@@ -88,7 +110,7 @@ def _combine_open(dst: str, vaults: list[Any], progress: bool, budget: int | Non
     total_rows, total_steps = sum(rows), max(steps)
     offsets = np.concatenate([[0], np.cumsum(rows)]).astype(int)
     prov = {
-        "tool": "combine", "axis": "rows", "method": ["concatenate_rows"],
+        "tool": "combine", "axis": "rows", "layout": "rows", "method": ["concatenate_rows"],
         "sources": [
             {"path": p, "rows": [int(offsets[i]), int(offsets[i + 1])], "steps": steps[i]}
             for i, p in enumerate(paths)
@@ -107,6 +129,39 @@ def _combine_open(dst: str, vaults: list[Any], progress: bool, budget: int | Non
             parts = [_read_padded(v, spec, t0, t1, n) for v, n in zip(vaults, steps, strict=False)]
             out.append(unflatten({k: np.concatenate([p[k] for p in parts]) for k in spec}))
             advance(t1 - t0)
+    return prov
+
+
+def _combine_og_marl(dst: str, vaults: list[Any], progress: bool, budget: int | None) -> dict:
+    paths = [str(v.path) for v in vaults]
+    specs = [step_specs(v) for v in vaults]
+    check_same_structure(paths, specs)
+    tables = [episode_table(v, progress=progress) for v in vaults]
+    chosen = [t.select(np.flatnonzero(t.complete)) for t in tables]
+    lengths = [int(c.length.sum()) for c in chosen]
+    ends = np.cumsum([0, *lengths]).astype(int)
+    per_source = []
+    for i, (p, t, c) in enumerate(zip(paths, tables, chosen, strict=True)):
+        per_source.append({
+            "path": p, "steps": [int(ends[i]), int(ends[i + 1])], "episodes": c.num,
+            "transitions": lengths[i], "dropped_incomplete": int((~t.complete).sum()),
+            "dropped_steps": int(t.length[~t.complete].sum()),
+        })
+    prov = {
+        "tool": "combine", "axis": "time", "layout": "og-marl",
+        "method": ["concatenate_complete_episodes"], "sources": per_source,
+        "order": "sources in the order given; within a source by end step, then source row",
+        "episodes": sum(c.num for c in chosen), "transitions": int(ends[-1]),
+        "terminated": int(sum(c.terminated.sum() for c in chosen)),
+        "truncated": int(sum(c.truncated.sum() for c in chosen)),
+        "dropped_incomplete": sum(s["dropped_incomplete"] for s in per_source),
+        "dropped_steps": sum(s["dropped_steps"] for s in per_source),
+    }
+    with create_like(dst, specs[0], 1, derived_metadata(vaults[0], prov)) as out:
+        writer = PackedWriter(out, np.array([ends[-1]], np.int64), budget=budget)
+        for v, c in zip(vaults, chosen, strict=True):
+            copy_episodes(v, c, np.zeros(c.num, np.int64), writer, progress, label="combine")
+        writer.finish()
     return prov
 
 

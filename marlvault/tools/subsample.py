@@ -18,6 +18,11 @@ flags included); no step of a neighbour leaks in. With ``rows > 1`` the shorter 
 at the end with zero steps; ``metadata["marlvault"]["row_lengths"]`` holds each row's valid
 length, so the episode index, offline samplers and tools skip the padding.
 
+``layout="og-marl"`` writes the layout OG-MARL's code reads (the one ``export --layout og-marl``
+writes): one row, the chosen episodes end to end in the same order, no padding and no
+``row_lengths`` entry; it needs ``rows == 1``. The data equal those of ``rows=1``; the metadata
+record the layout (``provenance["layout"] == "og-marl"``) so readers can rely on it.
+
 The output's ``metadata["marlvault"]`` keeps the source's section and adds ``"provenance"``:
 tool, source path, method, parameters, seed, number of episodes and transitions, row lengths.
 """
@@ -32,6 +37,7 @@ import numpy as np
 from marlvault.errors import ConfigError, DatasetError
 from marlvault.schema import UPDATE as UPDATE_KEY
 from marlvault.tools._common import (
+    check_output_layout,
     derived_metadata,
     iter_flat_chunks,
     open_vault,
@@ -185,16 +191,31 @@ def pack_rows(lengths: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 def subsample(
-    src: Any, dst: str, spec: SubsampleSpec, progress: bool = False, table: EpisodeTable | None = None
+    src: Any, dst: str, spec: SubsampleSpec, progress: bool = False,
+    table: EpisodeTable | None = None, layout: str = "rows",
 ) -> dict[str, Any]:
     """Write the episodes ``spec`` chooses from vault ``src`` into a new vault at ``dst``.
 
     Streams the source once for the episode table (unless ``table`` is given) and once for the
     data; memory holds one source chunk plus the open episode of each source row.
 
+    Args:
+        layout: ``"rows"`` (``spec.rows`` rows, padded) or ``"og-marl"`` (one row, no padding;
+            see the module docstring).
+
     Returns:
         The provenance record written to ``metadata["marlvault"]["provenance"]``.
+
+    Raises:
+        ConfigError: unknown layout, or ``"og-marl"`` with ``spec.rows != 1``.
     """
+    check_output_layout("subsample", layout)
+    og_marl = layout == "og-marl"
+    if og_marl and spec.rows != 1:
+        raise ConfigError(
+            f"subsample: --layout og-marl expected --rows 1 (one row is the layout), found "
+            f"--rows {spec.rows}; fix: drop --rows, or use --layout rows for several rows"
+        )
     with open_vault(src) as v:
         needs_update = spec.update_range is not None
         if table is None:
@@ -209,8 +230,13 @@ def subsample(
             "transitions": int(chosen.length.sum()), "layout": f"packed episodes, rows={spec.rows}",
             "row_lengths": row_lengths.tolist(), **spec.extra,
         }
+        if og_marl:
+            prov.update(layout="og-marl", order="by end step, then source row",
+                        terminated=int(chosen.terminated.sum()),
+                        truncated=int(chosen.truncated.sum()))
         meta = derived_metadata(v, prov)
-        meta["marlvault"]["row_lengths"] = row_lengths.tolist()
+        if not og_marl:  # one unpadded row: its valid length is num_steps
+            meta["marlvault"]["row_lengths"] = row_lengths.tolist()
         with create_like(dst, step_specs(v), spec.rows, meta) as out:
             writer = PackedWriter(out, row_lengths)
             copy_episodes(v, chosen, out_row, writer, progress)
