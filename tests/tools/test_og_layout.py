@@ -54,7 +54,10 @@ def _check_one_row(dst: str, expected: list[tuple]) -> dict:
     want = sorted((e[3], e[4], e[5], e[6]) for e in expected)
     assert got == want  # as multisets
     np.testing.assert_array_equal(out.start, np.cumsum([0] + [e[3] for e in expected])[:-1])
-    for o, (src, b, a, n, ret, term, trunc) in zip(out.start, expected, strict=True):  # order
+    for i, (src, b, a, n, ret, term, trunc) in enumerate(expected):  # and in this order
+        o = int(out.start[i])
+        assert (out.length[i], out.ret[i], out.terminated[i], out.truncated[i]) == (
+            n, ret, term, trunc)
         for key, x in data.items():
             np.testing.assert_array_equal(x[0, o : o + n], src[key][b, a : a + n], err_msg=key)
     assert (out.terminated | out.truncated).all() and out.terminated.any() and out.truncated.any()
@@ -127,7 +130,8 @@ def test_subsample_og_marl_is_the_chosen_episodes_in_one_row(vault_path, tmp_pat
             if (int(src.row[e]), int(src.start[e]), int(src.length[e])) in by_code]
     assert len(keep) == prov["episodes"]
     meta = _check_one_row(dst, _expected(vault_path, np.array(keep)))
-    assert meta["provenance"]["layout"] == "og-marl" and meta["provenance"]["episodes"] == prov["episodes"]
+    assert meta["provenance"]["layout"] == "og-marl"
+    assert meta["provenance"]["episodes"] == prov["episodes"]
     assert prov["terminated"] + prov["truncated"] == prov["episodes"]
     _check_flashbax(base, "sub.vlt", "Good", dst, prov["episodes"])
 
