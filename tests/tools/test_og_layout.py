@@ -178,3 +178,13 @@ def test_cli_layout_og_marl(vault_path, short, tmp_path):
     for cmd in ("combine", "subsample"):
         res = runner.invoke(app, ["vault", cmd, "--help"], env={"COLUMNS": "200"})
         assert "--layout" in res.output and "og-marl" in res.output
+
+
+def test_combine_og_marl_skips_a_padded_source_s_padding(vault_path, short, tmp_path):
+    padded = str(tmp_path / "padded")
+    combine(padded, [vault_path, short])  # 5 rows, 2 of them zero-padded from 18 to 25
+    dst = str(tmp_path / "og")
+    prov = combine(dst, [padded, vault_path], layout="og-marl", budget=1)
+    _check_one_row(dst, _expected(padded) + _expected(vault_path))
+    assert prov["episodes"] == 16 + 12 and prov["dropped_incomplete"] == 3 + 2
+    assert prov["sources"][0]["dropped_steps"] == 25  # the padding is not counted as steps
