@@ -7,8 +7,8 @@ Auto-reset
 ----------
 When a step ends an episode (terminated or truncated), the env is reset within the same call:
 the returned ``TimeStep`` holds the reward and flags of the step just taken, but the observation,
-legal mask, state and step count of the *new* episode; ``VecStep.final_obs`` keeps the true
-observation reached by the step.
+legal mask, state and step count of the *new* episode; ``VecStep.final_obs`` and
+``VecStep.final_state`` keep the true observation and global state reached by the step.
 
 Three schemes give bit-identical results for the same key:
 
@@ -58,6 +58,7 @@ class VecStep(NamedTuple):
 
     timestep: TimeStep  # [B, ...] reward/flags of the step taken; obs etc. for the next action
     final_obs: Array  # [B, N, O] true observation reached by the step (== timestep.obs if not done)
+    final_state: Array  # [B, S] true global state reached by the step (== timestep.state if not done)
     metrics: EpisodeMetrics
 
 
@@ -206,7 +207,9 @@ class VecEnv:
             step_count=reset_ts.step_count,
         )
         new_vstate = VecState(env_state, keys, stats.episode_return, stats.episode_length)
-        return new_vstate, VecStep(timestep=out_ts, final_obs=ts.obs, metrics=metrics)
+        return new_vstate, VecStep(
+            timestep=out_ts, final_obs=ts.obs, final_state=ts.state, metrics=metrics
+        )
 
 
 __all__ = ["AUTORESET_SCHEMES", "EpisodeMetrics", "VecEnv", "VecState", "VecStep"]

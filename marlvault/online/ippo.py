@@ -25,9 +25,8 @@ gradients. Action-sampling keys are per env (like the env's reset keys), so a ru
 parameters on 1 or 4 devices up to float reduction order.
 
 ``centralised_critic=True`` (MAPPO) feeds the critic the global state (with the agent's one-hot
-id) instead of the agent's observation. The environments of this package define the state as the
-concatenated observations, so at a truncation the true next state is rebuilt from ``final_obs``;
-for an env whose state is something else the last state before the cut is used instead.
+id) instead of the agent's observation; at a truncation its bootstrap sees the true next state
+(``VecStep.final_state``) with the true next observation.
 """
 
 from __future__ import annotations
@@ -290,14 +289,6 @@ def optimiser(config: Config) -> optax.GradientTransformation:
     return make_optimiser(learning_rate(config), config.system.max_grad_norm, eps=PPO_ADAM_EPS)
 
 
-def final_state(spec: EnvSpec, final_obs: Array, state: Array) -> Array:
-    """The global state of ``final_obs`` (see module docstring)."""
-    n, o = final_obs.shape[-2:]
-    if spec.state_dim == n * o:
-        return final_obs.reshape(*final_obs.shape[:-2], n * o)
-    return state
-
-
 def env_step(
     vec: VecEnv, carry: Any, dist: Any, value: Array, final_value: Callable[[Any], Array]
 ) -> tuple[Any, tuple[Transition, Any]]:
@@ -356,7 +347,7 @@ def make_rollout(
         value = nets.critic.apply(params.critic, critic_in)
 
         def final_value(out: Any) -> Array:
-            return critic_on(params, out.final_obs, final_state(vec.spec, out.final_obs, ts.state))
+            return critic_on(params, out.final_obs, out.final_state)
 
         return env_step(vec, carry, dist, value, final_value)
 

@@ -255,9 +255,8 @@ def make_rollout(
         dist = nets.space.distribution(out, ts.legal)
 
         def final_value(vstep: Any) -> Array:
-            state = ippo.final_state(vec.spec, vstep.final_obs, ts.state)
             no_reset = jnp.zeros_like(reset)  # the true next obs continues the episode
-            return critic_step(params, h_critic, vstep.final_obs, state, no_reset)[1]
+            return critic_step(params, h_critic, vstep.final_obs, vstep.final_state, no_reset)[1]
 
         carry, data = ippo.env_step(vec, carry, dist, value, final_value)
         return carry._replace(hidden=Hidden(h_actor, h_critic)), data

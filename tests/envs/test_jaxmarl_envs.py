@@ -311,11 +311,11 @@ def test_vec_env_autoreset_matches_reference(smax):
 
         def body(vstate, a):
             vstate, out = venv.step(vstate, a)
-            return vstate, (out.timestep, out.metrics)
+            return vstate, (out.timestep, out.metrics, out.final_state)
 
         return jax.lax.scan(body, vstate, actions)[1]
 
-    fast, metrics = run(key, actions)
+    fast, metrics, final_state = run(key, actions)
     expected = _reference_autoreset(jitted, key, actions, won_first=True)
     for field in fast._fields:  # floats may differ in the last bit between the two programs
         np.testing.assert_allclose(
@@ -324,6 +324,11 @@ def test_vec_env_autoreset_matches_reference(smax):
     assert bool(fast.won[0, 0]) and bool(metrics.win[0, 0]) and int(metrics.win.sum()) == 1
     assert fast.truncated[SMAX_LIMIT - 1].tolist() == [False, True, True]  # the others at 5
     assert fast.truncated[SMAX_LIMIT].tolist() == [True, False, False]  # env 0's 2nd episode
+    # the world state reached by an episode's last step (MAPPO's truncation bootstrap) is kept
+    # apart from the next episode's first state; elsewhere they are the same
+    done = np.asarray(metrics.done)
+    np.testing.assert_array_equal(np.asarray(final_state)[~done], np.asarray(fast.state)[~done])
+    assert not np.allclose(np.asarray(final_state)[done], np.asarray(fast.state)[done])
 
 
 # --- MABrax (brax is optional and not in the dev extra) ------------------------------------------

@@ -113,6 +113,10 @@ def test_autoreset_timestep_is_a_fresh_reset(rware_runs):
     # final_obs is the true last observation where done, and equals obs elsewhere.
     assert not np.array_equal(out.final_obs[ts_idx, env_idx], fresh.obs)
     np.testing.assert_array_equal(out.final_obs[~done], out.timestep.obs[~done])
+    # final_state likewise: the state reached by the step (RWARE: the joint observation)
+    n, o = out.final_obs.shape[-2:]
+    np.testing.assert_array_equal(out.final_state, out.final_obs.reshape(*done.shape, n * o))
+    np.testing.assert_array_equal(out.final_state[~done], out.timestep.state[~done])
     # A reset advances that env's key by one split; other keys do not move.
     nxt = keys_before[1:]
     np.testing.assert_array_equal(_leaves(nxt[done[:-1]])[0], _leaves(
