@@ -77,6 +77,12 @@ def info(
     shown = {k: ours[k] for k in ("env_name", "scenario", "seed", "source") if k in ours}
     if shown:
         lines.append("recorded: " + "  ".join(f"{k}={v}" for k, v in shown.items()))
+    space = ours.get("action_space")
+    if isinstance(space, dict) and space.get("kind") == "continuous":
+        lines.append(f"actions: continuous, {space.get('size')} components in "
+                     f"[{space.get('low')}, {space.get('high')}]")  # fmt: skip
+    elif isinstance(space, dict) and space.get("kind") == "discrete":
+        lines.append(f"actions: discrete, {space.get('n')} choices")
     if ours:
         lines.append("full metadata (config, schema, versions, provenance): --json")
     for line in lines:

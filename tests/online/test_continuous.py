@@ -53,6 +53,8 @@ def test_recorded_actions_are_the_in_bounds_env_actions(run):
     assert "infos.legals" not in keys
     assert meta["action_space"] == {"kind": "continuous", "size": 5, "low": 0.0, "high": 1.0}
     assert np.isfinite(data["infos"]["log_prob"]).all()
+    info = CliRunner().invoke(app, ["vault", "info", str(root / "train.vlt")])
+    assert "actions: continuous, 5 components in [0.0, 1.0]" in info.output, info.output
 
 
 def test_record_from_a_continuous_checkpoint_matches_the_policy_density(run):
