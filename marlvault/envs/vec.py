@@ -10,7 +10,9 @@ the returned ``TimeStep`` holds the reward and flags of the step just taken, but
 legal mask, state and step count of the *new* episode; ``VecStep.final_obs`` and
 ``VecStep.final_state`` keep the true observation and global state reached by the step.
 
-Three schemes give bit-identical results for the same key:
+Three schemes give the same results for the same key (bit-identical on the grid worlds; on
+envs with float physics, such as MPE, they can differ in the last bit, ~1e-7, because XLA compiles
+the env step differently inside each scheme's program):
 
 * ``"naive"``: a ``vmap`` of a per-env ``lax.cond(done, reset, keep)``. Under ``vmap`` the cond
   becomes a ``select``, so every env computes a full reset on every step.
