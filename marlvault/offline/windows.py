@@ -158,7 +158,8 @@ def _continuous_bounds(metadata: dict | None, path: str, size: int) -> tuple[tup
         low, high = float(space["low"]), float(space["high"])
     except (KeyError, TypeError, ValueError):
         low, high = math.nan, math.nan
-    if not low < high or space.get("size", size) != size:
+    if not (math.isfinite(low) and math.isfinite(high) and low < high) or space.get(
+            "size", size) != size:
         raise DatasetError(
             f"{path}: metadata action_space {space} does not describe the recorded continuous "
             f"actions (size {size}, finite low < high); fix: correct the vault's metadata"
@@ -195,8 +196,9 @@ def spec_from_tree(
     if actions.ndim == 4:
         if not continuous_ok:
             raise DatasetError(
-                f"{path}: '{ACTIONS}' has shape {tuple(actions.shape)} (B, T, N, A): continuous "
-                f"actions, which {algorithm or 'this algorithm'} cannot learn from (it takes "
+                f"{path}: '{ACTIONS}' has shape (B, T, N, A) with (N, A) = "
+                f"{tuple(actions.shape[2:])}: continuous actions, which "
+                f"{algorithm or 'this algorithm'} cannot learn from (it takes "
                 "discrete actions (B, T, N)); fix: train `bc` on this vault (Gaussian behaviour "
                 "cloning), or a continuous-action offline algorithm when one is available"
             )
@@ -206,7 +208,8 @@ def spec_from_tree(
     elif actions.ndim != 3:
         raise DatasetError(
             f"{path}: '{ACTIONS}' expected discrete actions (B, T, N) or continuous actions "
-            f"(B, T, N, A), found shape {tuple(actions.shape)}; fix: re-record the vault with "
+            f"(B, T, N, A), found {actions.ndim} axes ({tuple(actions.shape[2:])} after B, T); "
+            "fix: re-record the vault with "
             "the OG-MARL schema"
         )
     elif legals is not None:

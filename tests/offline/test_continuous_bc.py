@@ -61,10 +61,15 @@ def test_dataset_keeps_float_actions_and_bounds(mpe_vault):
     assert steps.actions.dtype == np.float32 and steps.actions.shape == (4, 100, 3, 5)
     batch = jax.jit(ds.sampler(8))(ds.device_data(), jax.random.key(0))
     assert batch.actions.shape == (1, 8, 3, 5) and batch.actions.dtype == jnp.float32
+    streamed = OfflineDataset(mpe_vault, DatasetConfig(seq_len=4, continuous_ok=True,
+                                                       mode="stream", shuffle_windows=16))
+    batch = next(streamed.batches(8, seed=0))
+    assert batch.actions.shape == (4, 8, 3, 5) and batch.legal.shape == (5, 8, 3, 5)
+    assert float(batch.actions.min()) >= 0.0 and float(batch.actions.max()) <= 1.0
 
 
 def test_refused_for_discrete_algorithms_with_the_fix(mpe_vault):
-    with pytest.raises(DatasetError, match=r"actions.*\(4, 1, 3, 5\).*fix: train `bc`"):
+    with pytest.raises(DatasetError, match=r"actions.*\(N, A\) = \(3, 5\).*iql-cql.*fix: train `bc`"):
         OfflineDataset(mpe_vault, DatasetConfig(seq_len=1, algorithm="iql-cql"))
 
 
