@@ -41,7 +41,6 @@ from marlvault.networks import (
     GRUActionNetwork,
     RecurrentNetwork,
     ScannedRNN,
-    squash,
 )
 from marlvault.offline.common import (
     Algorithm,
@@ -222,9 +221,7 @@ def make_act(config: Config, spec: DataSpec):
             else:
                 out = net.apply(params, obs)
             dist = space.distribution(out, legal)
-            if key is None:
-                return hidden, squash(dist.mode(), space.low, space.high)
-            return hidden, dist.to_env(dist.sample(key))
+            return hidden, dist.to_env(dist.mode() if key is None else dist.sample(key))
         if not config.recurrent:
             return hidden, choose(net.apply(params, obs), legal, key)
         return gru_act(net, params, hidden, obs, legal, reset, key)
