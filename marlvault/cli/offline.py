@@ -38,7 +38,8 @@ def _run(algo: str, overrides: list[str]) -> None:
         return
     typer.echo(
         f"\n{s['algorithm']} {s['env_name']}/{s['scenario']} on {s['vault']} "
-        f"({s['dataset_mode']}, dataset mean return {s['dataset_return_mean']:.3f}) done:\n"
+        f"({s['dataset_mode']}, {s['actions']} actions, dataset mean return "
+        f"{s['dataset_return_mean']:.3f}) done:\n"
         f"final eval return {s['final_return_mean']:.3f} ± {s['final_return_std']:.3f} over "
         f"{s['final_episodes']} episodes (best params from update {s['best_step']:,})\n"
         f"updates {s['num_updates']:,}  updates/s {s['updates_per_second']:,.1f}\n"

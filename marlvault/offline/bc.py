@@ -1,14 +1,27 @@
-"""Behaviour cloning (BC) for discrete multi-agent actions, feed-forward or recurrent.
+"""Behaviour cloning (BC) for discrete or continuous multi-agent actions, feed-forward or
+recurrent.
 
 One network shared by all agents (agent ids in the input) maximises the log-likelihood of the
-recorded actions under a categorical restricted to the legal actions::
+recorded actions::
 
     loss = - mean_{steps in an episode, agents} log pi(a_t | o_t, legal_t)
+
+Discrete actions: ``pi`` is a categorical restricted to the legal actions. Continuous actions
+(``(B, T, N, A)`` floats in ``[low, high]``): ``pi`` is a tanh-squashed diagonal Gaussian
+(:class:`~marlvault.networks.TanhGaussian`, the same distribution as the online PPO actors):
+the network outputs the mean of the raw action ``u``, the log-std is one learned vector per
+action component independent of the input (as :class:`~marlvault.networks.GaussianActor`), and
+the recorded action ``a`` is mapped back to ``u = atanh(2 (a - low) / (high - low) - 1)`` (clipped
+a hair inside the bounds) and scored by the density of the *squashed* action, i.e. the Gaussian
+density of ``u`` minus ``log |da/du|``. This is Gaussian maximum likelihood, not the deterministic
+mean-squared-error regression some continuous BC baselines use; the learnt log-std is only used
+when evaluation samples (``arch.eval_greedy=false``). Acting greedily takes the squashed mean.
 
 Feed-forward BC trains on transitions (every step of the vault, ``seq_len = 1``); recurrent BC
 on windows of ``seq_len`` steps that never cross an episode boundary (``offline/dataset.py``),
 with the GRU started from zeros at each window start. Steps whose recorded action is illegal under
-the recorded mask (corrupt data) are left out and counted. Acting is greedy over legal actions.
+the recorded mask (corrupt data) are left out and counted. Discrete acting is greedy over legal
+actions.
 """
 
 from __future__ import annotations
@@ -21,7 +34,14 @@ import jax
 import jax.numpy as jnp
 
 from marlvault.config import require_range
-from marlvault.networks import Actor, GRUActionNetwork, ScannedRNN
+from marlvault.networks import (
+    ActionSpace,
+    Actor,
+    GaussianActor,
+    GRUActionNetwork,
+    RecurrentNetwork,
+    ScannedRNN,
+)
 from marlvault.offline.common import (
     Algorithm,
     AlgorithmEntry,
@@ -84,14 +104,25 @@ class TrainState(NamedTuple):
     step: Array  # [] int32 updates done
 
 
+def action_space(spec: DataSpec) -> ActionSpace:
+    """The dataset's action space (continuous: with its bounds)."""
+    return ActionSpace(spec.action_dim, spec.continuous, spec.action_low, spec.action_high)
+
+
 def _network(config: Config, spec: DataSpec) -> nn.Module:
+    if spec.continuous:  # outputs (mean, log_std)
+        if config.recurrent:
+            return RecurrentNetwork(GaussianActor(spec.action_dim, ()), config.hidden,
+                                    config.rnn_size)
+        return GaussianActor(spec.action_dim, config.hidden)
     if config.recurrent:
         return GRUActionNetwork(spec.action_dim, config.hidden, config.rnn_size)
     return Actor(spec.action_dim, config.hidden)
 
 
-def policy_logits(net: nn.Module, params: Any, config: Config, batch: SequenceBatch) -> Array:
-    """[L, K, N, A] unmasked logits for the window steps (the extra next position is dropped)."""
+def policy_logits(net: nn.Module, params: Any, config: Config, batch: SequenceBatch) -> Any:
+    """[L, K, N, A] unmasked logits for the window steps (the extra next position is dropped);
+    continuous: the pair (mean, log_std), both [L, K, N, A]."""
     obs = batch.obs[:-1]  # [L, K, N, O']
     if not config.recurrent:
         return net.apply(params, obs)
@@ -120,14 +151,37 @@ def bc_loss(logits: Array, legal: Array, actions: Array, mask: Array) -> tuple[A
     return loss, {"loss": loss, "accuracy": acc, "illegal_actions": illegal}
 
 
+def continuous_bc_loss(out: tuple[Array, Array], actions: Array, mask: Array,
+                       space: ActionSpace) -> tuple[Array, dict]:
+    """Masked negative log-likelihood of recorded continuous actions under the tanh-Gaussian.
+
+    Args:
+        out: (mean, log_std), each [L, K, N, A] float32: the raw (pre-tanh) Gaussian.
+        actions: [L, K, N, A] float32 recorded actions in ``[space.low, space.high]``.
+        mask: [L, K] float32, 1 for steps inside the window's episode.
+        space: the continuous action space (bounds).
+
+    Returns:
+        the scalar loss and metrics (loss, mean squared error of the greedy action, mean log-std).
+    """
+    dist = space.distribution(out, None)
+    logp = dist.log_prob(dist.from_env(actions))  # [L, K, N]
+    weight = mask[..., None]
+    loss = -masked_mean(logp, weight)
+    mse = masked_mean(jnp.mean(jnp.square(dist.to_env(dist.mode()) - actions), axis=-1), weight)
+    return loss, {"loss": loss, "action_mse": mse, "log_std": jnp.mean(out[1])}
+
+
 def make_update_step(config: Config, spec: DataSpec):
     """``update(state, batch) -> (state, metrics)`` (pure, jittable)."""
     net, tx = _network(config, spec), make_optimiser(config.lr, config.max_grad_norm)
 
     def update(state: TrainState, batch: SequenceBatch) -> tuple[TrainState, dict]:
         def loss_fn(params: Any) -> tuple[Array, dict]:
-            logits = policy_logits(net, params, config, batch)
-            return bc_loss(logits, batch.legal[:-1], batch.actions, batch.mask)
+            out = policy_logits(net, params, config, batch)
+            if spec.continuous:
+                return continuous_bc_loss(out, batch.actions, batch.mask, action_space(spec))
+            return bc_loss(out, batch.legal[:-1], batch.actions, batch.mask)
 
         params, opt_state, metrics = gradient_step(tx, loss_fn, state.params, state.opt_state)
         return TrainState(params, opt_state, state.step + 1), metrics
@@ -151,10 +205,23 @@ def make_init(config: Config, spec: DataSpec):
 
 def make_act(config: Config, spec: DataSpec):
     """``act(params, hidden, obs [E, N, O'], legal [E, N, A], reset [E], key=None)
-    -> (hidden, actions)``: greedy, or sampled from the policy when ``key`` is given."""
+    -> (hidden, actions)``: greedy, or sampled from the policy when ``key`` is given.
+
+    Continuous: actions are [E, N, A] environment actions, the squashed mean (greedy) or a
+    squashed sample; ``legal`` is ignored."""
     net = _network(config, spec)
+    space = action_space(spec)
 
     def act(params: Any, hidden: Array, obs: Array, legal: Array, reset: Array, key=None):
+        if spec.continuous:
+            if config.recurrent:
+                resets = jnp.broadcast_to(reset[:, None], obs.shape[:2])[None]
+                hidden, out = net.apply(params, hidden, (obs[None], resets))
+                out = jax.tree.map(lambda x: x[0], out)
+            else:
+                out = net.apply(params, obs)
+            dist = space.distribution(out, legal)
+            return hidden, dist.to_env(dist.mode() if key is None else dist.sample(key))
         if not config.recurrent:
             return hidden, choose(net.apply(params, obs), legal, key)
         return gru_act(net, params, hidden, obs, legal, reset, key)
@@ -163,8 +230,9 @@ def make_act(config: Config, spec: DataSpec):
 
 
 def data_needs(config: Config) -> DataNeeds:
-    """Feed-forward: every single step (stride 1); recurrent: non-overlapping windows."""
-    return DataNeeds(config.window_len, 0 if config.recurrent else 1, False)
+    """Feed-forward: every single step (stride 1); recurrent: non-overlapping windows. Discrete
+    and continuous actions."""
+    return DataNeeds(config.window_len, 0 if config.recurrent else 1, False, continuous_ok=True)
 
 
 def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
@@ -184,7 +252,8 @@ def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
 
 
 ENTRY = AlgorithmEntry("bc", Config, data_needs, make_algorithm,
-                       "Behaviour cloning (system.recurrent=true for a GRU policy).")
+                       "Behaviour cloning, discrete or continuous actions (system.recurrent=true "
+                       "for a GRU policy).")
 
-__all__ = ["ENTRY", "Config", "TrainState", "bc_loss", "data_needs", "make_algorithm", "make_init",
+__all__ = ["ENTRY", "Config", "TrainState", "action_space", "bc_loss", "continuous_bc_loss", "data_needs", "make_algorithm", "make_init",
            "make_update_step", "policy_logits"]

@@ -40,6 +40,7 @@ class DataNeeds(NamedTuple):
     seq_len: int  # L of the windows it trains on (1 = transitions)
     stride: int  # steps between window starts (0 = seq_len)
     need_state: bool  # the vault must hold the global state ``infos.state``
+    continuous_ok: bool = False  # it learns from continuous actions (B, T, N, A) too
 
 
 class Algorithm(NamedTuple):

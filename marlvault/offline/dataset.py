@@ -63,6 +63,10 @@ class DatasetConfig:
     """Streaming: time steps read per request; 0 lets the vault choose."""
     need_state: bool = False
     """Raise :class:`DatasetError` when the vault has no ``infos.state`` (QMIX)."""
+    continuous_ok: bool = False
+    """Accept continuous actions ``(B, T, N, A)`` (else raise :class:`DatasetError`)."""
+    algorithm: str = ""
+    """Name of the algorithm the data is for (in error messages)."""
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
@@ -158,7 +162,8 @@ class OfflineDataset:
         finally:
             vault.close()
         self.spec = spec_from_tree(first, self.path, num_steps, self.config.add_agent_ids,
-                                   self.config.need_state)
+                                   self.config.need_state, continuous_ok=self.config.continuous_ok,
+                                   metadata=self.metadata, algorithm=self.config.algorithm)
         self.nbytes = _bytes_per_step(first) * num_steps
         self.mode = self._choose_mode()
 

@@ -3,7 +3,7 @@
 The loop is :func:`marlvault.evaluation.first_episodes` (each env scored on its first episode);
 this module supplies the act step from the :class:`~marlvault.offline.common.Algorithm`'s ``act``:
 actions are greedy over legal actions (optionally epsilon-greedy: with probability ``epsilon``
-an agent takes a uniformly random legal action, the usual way to break the dead-locks a
+an agent takes a uniformly random legal action — continuous actions: uniform in the bounds — the usual way to break the dead-locks a
 deterministic policy can fall into, e.g. in LBF); agent ids are appended to the raw observations
 when the policy was trained with them. The recurrent state is reset where an env starts a new
 episode and every ``window`` steps into it (``algo.stride or algo.seq_len``): training windows
@@ -38,7 +38,7 @@ def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: 
         greedy: best legal action; ``False`` samples from the policy (BC) or Boltzmann over
             Q-values (Q-learners).
     """
-    vec = VecEnv(env, num_episodes)
+    vec, spec = VecEnv(env, num_episodes), env.spec
     window = max(algo.stride or algo.seq_len, 1)
 
     def act(params: Any, hidden: Any, ts: TimeStep, pos: Array, key: Array):
@@ -46,9 +46,13 @@ def make_evaluator(env: MarlEnv, algo: Algorithm, num_episodes: int, agent_ids: 
         key, k_rand, k_eps, k_act = jax.random.split(key, 4)
         hidden, actions = algo.act(params, hidden, obs, ts.legal, pos % window == 0,
                                    None if greedy else k_act)  # fmt: skip
+        explore = jax.random.uniform(k_eps, ts.obs.shape[:2]) < epsilon  # [E, N]
+        if spec.continuous:  # a uniform action in the box
+            random = jax.random.uniform(k_rand, actions.shape, minval=spec.action_low,
+                                        maxval=spec.action_high)
+            return hidden, jnp.where(explore[..., None], random, actions), key
         legal = ts.legal.astype(jnp.float32)
         random = jax.random.categorical(k_rand, jnp.where(legal > 0, 0.0, -1e9), axis=-1)
-        explore = jax.random.uniform(k_eps, actions.shape) < epsilon
         return hidden, jnp.where(explore, random.astype(jnp.int32), actions), key
 
     def evaluate(params: Any, key: Array) -> EvalMetrics:

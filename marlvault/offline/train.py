@@ -190,6 +190,8 @@ def open_dataset(algo: str, config: Any) -> OfflineDataset:
         shuffle_windows=config.data.shuffle_windows,
         steps_per_chunk=config.data.steps_per_chunk,
         need_state=needs.need_state,
+        continuous_ok=needs.continuous_ok,
+        algorithm=algo,
     ))
 
 
@@ -207,6 +209,15 @@ def resolve_env(config: Any, dataset: OfflineDataset) -> Any:
     env = make_env(name, scenario)
     spec, ds = env.spec, dataset.spec
     found = (spec.num_agents, spec.obs_dim, spec.action_dim)
+    if spec.continuous != ds.continuous or (ds.continuous and not ds.bounds_assumed and (
+            spec.action_low, spec.action_high) != (ds.action_low, ds.action_high)):
+        kind = lambda c, lo, hi: f"continuous in [{lo}, {hi}]" if c else "discrete"  # noqa: E731
+        raise DatasetError(
+            f"{dataset.path}: expected env {name}/{scenario} to take the vault's actions ("
+            f"{kind(ds.continuous, ds.action_low, ds.action_high)}), found "
+            f"{kind(spec.continuous, spec.action_low, spec.action_high)}; fix: pass the env and "
+            "scenario the vault was recorded in"
+        )
     if found != (ds.num_agents, ds.obs_dim, ds.action_dim):
         raise DatasetError(
             f"{dataset.path}: expected env {name}/{scenario} to match the vault's (agents, obs, "
@@ -214,6 +225,14 @@ def resolve_env(config: Any, dataset: OfflineDataset) -> Any:
             "the env and scenario the vault was recorded in"
         )
     return env
+
+
+def describe_actions(spec: Any) -> str:
+    """The dataset's action space in words (for the run summary)."""
+    if not spec.continuous:
+        return f"discrete ({spec.action_dim})"
+    note = " (assumed: the vault's metadata gives no action_space)" if spec.bounds_assumed else ""
+    return f"continuous ({spec.action_dim}) in [{spec.action_low:g}, {spec.action_high:g}]{note}"
 
 
 class _Updater:
@@ -252,7 +271,7 @@ def train_offline(algo: str, config: Any = (), *,
             returns True the run stops early (e.g. on Ctrl-C) and skips the final evaluation.
 
     Returns:
-        a summary: algorithm, env, scenario, vault, dataset mode and size, dataset mean episode
+        a summary: algorithm, env, scenario, vault, dataset mode and size, its actions in words, dataset mean episode
         return, updates and updates/s (blocks after the first, so without compilation), best
         evaluation step and return, final evaluation (``final_return_mean``/``std`` over
         ``arch.final_eval_episodes``; NaN over 0 episodes when interrupted), ``interrupted``,
@@ -287,6 +306,7 @@ def train_offline(algo: str, config: Any = (), *,
     return {
         "algorithm": algo, "env_name": env.spec.env_name, "scenario": env.spec.scenario,
         "vault": dataset.path, "dataset_mode": dataset.mode, "dataset_bytes": dataset.nbytes,
+        "actions": describe_actions(dataset.spec),
         **stats, "best_step": session.best.step, "best_eval_return": session.best.ret,
         "final_return_mean": summary["return_mean"], "final_return_std": summary["return_std"],
         "final_episodes": final_episodes, "run_dir": str(session.run_dir),

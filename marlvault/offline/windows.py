@@ -27,6 +27,7 @@ episode's first observation.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -62,7 +63,8 @@ class DataSpec:
     obs_dim: int
     """O, raw per-agent observation size (without agent ids)."""
     action_dim: int
-    """A, discrete actions per agent (from ``infos.legals``, else ``max(actions) + 1``)."""
+    """A, discrete actions per agent (from ``infos.legals``, else ``max(actions) + 1``);
+    continuous: the size of each agent's action vector."""
     state_dim: int
     """S, global state size; 0 when the vault has no ``infos.state``."""
     has_legals: bool
@@ -74,6 +76,14 @@ class DataSpec:
     bootstrap_truncations: bool = False
     """Truncated steps keep their TD target: the vault records ``infos.next_obs`` (and
     ``infos.next_state`` when the state is needed)."""
+    continuous: bool = False
+    """Actions are ``(B, T, N, A)`` float vectors (no legal masks; ``legal`` is all ones)."""
+    action_low: float = -1.0
+    """Continuous: lower bound of every action component."""
+    action_high: float = 1.0
+    """Continuous: upper bound of every action component."""
+    bounds_assumed: bool = False
+    """Continuous: the vault's metadata gives no bounds, ``[-1, 1]`` is assumed."""
 
     @property
     def input_dim(self) -> int:
@@ -89,7 +99,7 @@ class StepArrays(NamedTuple):
     """Per-step arrays of a block of rows, ``[row, time, ...]`` (numpy or jax)."""
 
     obs: Any  # [B, T, N, O] float32
-    actions: Any  # [B, T, N] int32
+    actions: Any  # [B, T, N] int32, or [B, T, N, A] float32 (continuous)
     rewards: Any  # [B, T, N] float32
     terminal: Any  # [B, T] float32, 1 where the episode terminated after this step
     truncated: Any  # [B, T] float32, 1 where it was cut (and did not terminate)
@@ -107,7 +117,7 @@ class SequenceBatch(NamedTuple):
     obs: Any  # [L+1, K, N, O'] float32 (O' = O + N with agent ids)
     legal: Any  # [L+1, K, N, A] float32
     state: Any  # [L+1, K, S] float32
-    actions: Any  # [L, K, N] int32
+    actions: Any  # [L, K, N] int32, or [L, K, N, A] float32 (continuous)
     rewards: Any  # [L, K, N] float32
     terminal: Any  # [L, K] float32
     truncated: Any  # [L, K] float32
@@ -138,10 +148,35 @@ def _team_flag(flag: Any, path: str, key: str, shape: tuple) -> np.ndarray:
     )
 
 
+def _continuous_bounds(metadata: dict | None, path: str, size: int) -> tuple[tuple, bool]:
+    """``((low, high), assumed)`` of continuous actions from ``metadata["action_space"]``
+    (the ``"marlvault"`` section); ``[-1, 1]`` (MaMuJoCo's, as in OG-MARL's vaults) when absent."""
+    space = (metadata or {}).get("action_space")
+    if not isinstance(space, dict) or space.get("kind") != "continuous":
+        return (-1.0, 1.0), True
+    try:
+        low, high = float(space["low"]), float(space["high"])
+    except (KeyError, TypeError, ValueError):
+        low, high = math.nan, math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and low < high) or space.get(
+            "size", size) != size:
+        raise DatasetError(
+            f"{path}: metadata action_space {space} does not describe the recorded continuous "
+            f"actions (size {size}, finite low < high); fix: correct the vault's metadata"
+        )
+    return (low, high), False
+
+
 def spec_from_tree(
-    tree: Any, path: str, num_steps: int, add_agent_ids: bool, need_state: bool = False
+    tree: Any, path: str, num_steps: int, add_agent_ids: bool, need_state: bool = False, *,
+    continuous_ok: bool = False, metadata: dict | None = None, algorithm: str = "",
 ) -> DataSpec:
-    """Checks a vault pytree (``[B, T, ...]`` leaves) and describes it."""
+    """Checks a vault pytree (``[B, T, ...]`` leaves) and describes it.
+
+    Continuous actions (``(B, T, N, A)``) are refused with a :class:`DatasetError` unless
+    ``continuous_ok`` (the algorithm ``algorithm`` learns from them); their bounds come from
+    ``metadata`` (the vault's ``"marlvault"`` section), ``[-1, 1]`` when it gives none.
+    """
     for key in REQUIRED:
         if _leaf(tree, key) is None:
             raise DatasetError(
@@ -157,17 +192,30 @@ def spec_from_tree(
         )
     legals, state = _leaf(tree, LEGALS), _leaf(tree, STATE)
     actions = _leaf(tree, ACTIONS)
-    if actions.ndim != 3:  # continuous data is (B, T, N, A)
+    bounds, assumed = (-1.0, 1.0), False
+    if actions.ndim == 4:
+        if not continuous_ok:
+            raise DatasetError(
+                f"{path}: '{ACTIONS}' has shape (B, T, N, A) with (N, A) = "
+                f"{tuple(actions.shape[2:])}: continuous actions, which "
+                f"{algorithm or 'this algorithm'} cannot learn from (it takes "
+                "discrete actions (B, T, N)); fix: train `bc` on this vault (Gaussian behaviour "
+                "cloning), or a continuous-action offline algorithm when one is available"
+            )
+        legals = None  # every action vector is allowed (a recorded all-ones mask is ignored)
+        bounds, assumed = _continuous_bounds(metadata, path, int(actions.shape[3]))
+        action_dim = int(actions.shape[3])
+    elif actions.ndim != 3:
         raise DatasetError(
-            f"{path}: '{ACTIONS}' expected discrete actions (B, T, N), found shape "
-            f"{tuple(actions.shape)} (continuous actions?); fix: the offline "
-            "algorithms here (bc, iql-cql, qmix-cql) take discrete actions: record a discrete "
-            "environment (`marlvault envs` shows each action space)"
+            f"{path}: '{ACTIONS}' expected discrete actions (B, T, N) or continuous actions "
+            f"(B, T, N, A), found {actions.ndim} axes ({tuple(actions.shape[2:])} after B, T); "
+            "fix: re-record the vault with "
+            "the OG-MARL schema"
         )
-    if legals is not None:
+    elif legals is not None:
         action_dim = int(legals.shape[-1])
     else:
-        action_dim = int(np.max(_leaf(tree, ACTIONS), initial=0)) + 1
+        action_dim = int(np.max(actions, initial=0)) + 1
     if need_state and state is None:
         raise DatasetError(
             f"{path}: QMIX needs the global state '{STATE}' (B, T, S), but the vault has "
@@ -185,6 +233,10 @@ def spec_from_tree(
         add_agent_ids=add_agent_ids,
         bootstrap_truncations=_leaf(tree, NEXT_OBS) is not None
         and (not need_state or _leaf(tree, NEXT_STATE) is not None),
+        continuous=actions.ndim == 4,
+        action_low=bounds[0],
+        action_high=bounds[1],
+        bounds_assumed=assumed,
     )
 
 
@@ -198,12 +250,27 @@ def steps_from_tree(tree: Any, spec: DataSpec, path: str = "<vault>") -> StepArr
     truncated = np.zeros(shape, np.float32) if trunc is None else _team_flag(
         trunc, path, TRUNCATIONS, shape)
     truncated = truncated * (1.0 - terminal)  # a step that terminates is never "cut"
-    legals = _leaf(tree, LEGALS)
+    legals = None if spec.continuous else _leaf(tree, LEGALS)
     if legals is None:
         legals = np.ones((b, t, spec.num_agents, spec.action_dim), np.float32)
     state = _leaf(tree, STATE)
     state = np.zeros((b, t, 0), np.float32) if state is None else np.asarray(
         state, np.float32).reshape(b, t, -1)
+
+    if spec.continuous:
+        actions = np.asarray(_leaf(tree, ACTIONS), np.float32).reshape(b, t, spec.num_agents, -1)
+        tol = 1e-5 * (spec.action_high - spec.action_low)
+        if actions.size and not (actions.min() >= spec.action_low - tol
+                                 and actions.max() <= spec.action_high + tol):
+            where = "assumed" if spec.bounds_assumed else "recorded in the metadata"
+            raise DatasetError(
+                f"{path}: continuous '{ACTIONS}' range over [{actions.min():.4g}, "
+                f"{actions.max():.4g}], outside the bounds [{spec.action_low}, "
+                f"{spec.action_high}] {where}; fix: set metadata['marlvault']['action_space'] "
+                "= {'kind': 'continuous', 'size': A, 'low': LO, 'high': HI}"
+            )
+    else:
+        actions = np.asarray(_leaf(tree, ACTIONS)).astype(np.int32).reshape(b, t, -1)
 
     def optional(key: str, dims: int) -> Any:
         leaf = _leaf(tree, key)
@@ -211,7 +278,7 @@ def steps_from_tree(tree: Any, spec: DataSpec, path: str = "<vault>") -> StepArr
 
     return StepArrays(
         obs=obs,
-        actions=np.asarray(_leaf(tree, ACTIONS)).astype(np.int32).reshape(b, t, -1),
+        actions=actions,
         rewards=np.asarray(_leaf(tree, REWARDS), np.float32).reshape(b, t, -1),
         terminal=terminal,
         truncated=truncated,
@@ -219,7 +286,8 @@ def steps_from_tree(tree: Any, spec: DataSpec, path: str = "<vault>") -> StepArr
         state=state,
         next_obs=optional(NEXT_OBS, obs.shape[2:]),
         next_state=optional(NEXT_STATE, state.shape[2:]) if spec.has_state else None,
-        next_legal=optional(NEXT_LEGALS, (spec.num_agents, spec.action_dim)),
+        next_legal=None if spec.continuous else optional(NEXT_LEGALS,
+                                                         (spec.num_agents, spec.action_dim)),
         present=np.ones(shape, np.float32),
     )
 

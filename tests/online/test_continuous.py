@@ -1,5 +1,6 @@
 """Continuous actions end to end: IPPO and rec-IPPO on MPE simple spread (continuous), recorded
-and replayed; offline training refuses the data with the fix.
+and replayed; offline BC trains on the data, the discrete offline algorithms refuse it with the
+fix.
 
 One tiny training run (shared by the tests of this module) records a vault; a saved checkpoint
 is then rolled out by ``marlvault record`` with epsilon exploration. The recorded actions must be
@@ -114,9 +115,16 @@ def test_rec_ippo_records_continuous_actions(tmp_path):
     assert 0.0 <= a.min() and a.max() <= 1.0 and np.isfinite(data["infos"]["log_prob"]).all()
 
 
-def test_offline_training_refuses_continuous_actions_with_the_fix(run):
+def test_offline_bc_trains_and_iql_cql_refuses_continuous_actions_with_the_fix(run):
     _, _, root = run
-    res = CliRunner().invoke(app, ["offline", "train", "bc", f"vault={root / 'train.vlt'}",
+    vault = f"vault={root / 'train.vlt'}"
+    res = CliRunner().invoke(app, ["offline", "train", "bc", vault, "system.num_updates=10",
+                                   "system.hidden=16", "arch.num_evaluation=1",
+                                   "arch.num_eval_episodes=2", "arch.final_eval_episodes=2",
+                                   f"logger.base_dir={root / 'off'}"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "continuous (5) in [0, 1]" in res.output and "final eval return" in res.output
+    res = CliRunner().invoke(app, ["offline", "train", "iql-cql", vault,
                                    f"logger.base_dir={root / 'off'}"])  # fmt: skip
     assert res.exit_code == DatasetError.exit_code, res.output
-    assert "continuous" in res.output and "fix:" in res.output
+    assert "continuous" in res.output and "fix: train `bc`" in res.output
