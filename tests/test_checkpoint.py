@@ -47,7 +47,7 @@ def trap_module(tmp_path, monkeypatch):
 def test_registry_holds_every_run_config():
     names = config_classes()
     assert names["marlvault.online.ippo:Config"] is ippo.Config
-    for algo in ("bc", "iql-cql", "qmix-cql"):
+    for algo in ("bc", "iql-cql", "qmix-cql", "iql-bcq", "qmix-bcq"):
         assert run_config_class(algo) in names.values()
 
 

@@ -97,14 +97,30 @@ def qmix_cql_loss(nets: Nets, params: Any, target_params: Any, batch: SequenceBa
                   "mean_q_tot": masked_mean(q_tot, batch.mask)}
 
 
-def _nets(config: Config, spec: DataSpec) -> Nets:
+def require_state(spec: DataSpec, name: str, instead: str) -> None:
+    """Raise :class:`~marlvault.errors.DatasetError` naming the fix when ``spec`` has no global
+    state (``name``: the mixing algorithm; ``instead``: its independent counterpart)."""
     if not spec.has_state:
         raise DatasetError(
-            "qmix-cql needs the global state 'infos.state' (B, T, S) in the vault, found none; "
-            "record with an environment that provides a state, or train iql-cql instead"
+            f"{name} needs the global state 'infos.state' (B, T, S) in the vault, found none; "
+            f"record with an environment that provides a state, or train {instead} instead"
         )
+
+
+def make_mixer(config: Config, spec: DataSpec) -> QMixer:
+    """The mixer of a config with ``mixer_embed`` and ``hyper_hidden``."""
+    return QMixer(spec.num_agents, config.mixer_embed, config.hyper_hidden)
+
+
+def init_mixer(mixer: QMixer, key: Array, spec: DataSpec) -> Any:
+    """Mixer parameters for ``spec``'s agents and state size."""
+    return mixer.init(key, jnp.zeros((1, spec.num_agents)), jnp.zeros((1, spec.state_dim)))
+
+
+def _nets(config: Config, spec: DataSpec) -> Nets:
+    require_state(spec, "qmix-cql", "iql-cql")
     return Nets(value.q_network(config, spec),
-                QMixer(spec.num_agents, config.mixer_embed, config.hyper_hidden))
+                make_mixer(config, spec))
 
 
 def make_update_step(config: Config, spec: DataSpec):
@@ -127,11 +143,10 @@ def make_init(config: Config, spec: DataSpec):
     nets, tx = _nets(config, spec), make_optimiser(config.lr, config.max_grad_norm)
 
     def init(key: Array) -> TrainState:
-        n = spec.num_agents
         k1, k2 = jax.random.split(key)
         params = {
             "agent": init_gru_network(nets.agent, k1, spec, config.rnn_size),
-            "mixer": nets.mixer.init(k2, jnp.zeros((1, n)), jnp.zeros((1, spec.state_dim))),
+            "mixer": init_mixer(nets.mixer, k2, spec),
         }
         return TrainState(params, params, tx.init(params), jnp.zeros((), jnp.int32))
 
@@ -153,5 +168,5 @@ def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:
 ENTRY = AlgorithmEntry("qmix-cql", Config, data_needs, make_algorithm,
                        "Recurrent QMIX with CQL (needs infos.state in the vault).")
 
-__all__ = ["ENTRY", "Config", "QMixer", "TrainState", "data_needs", "make_algorithm", "make_init",
-           "make_update_step", "qmix_cql_loss"]
+__all__ = ["ENTRY", "Config", "QMixer", "TrainState", "data_needs", "init_mixer", "make_algorithm",
+           "make_init", "make_mixer", "make_update_step", "qmix_cql_loss", "require_state"]

@@ -1,9 +1,13 @@
-"""Value-learning pieces the offline Q-learners share (IQL+CQL, QMIX+CQL).
+"""Value-learning pieces the offline Q-learners share (IQL+CQL, QMIX+CQL, IQL+BCQ, QMIX+BCQ).
 
 Q-values along windows come from one :class:`~marlvault.networks.GRUActionNetwork` shared by all
 agents; the target network follows the online one by Polyak averaging; the bootstrap value is the
 target network's value of the online network's greedy legal action (double Q); the conservative
 (CQL) term pushes down the log-sum-exp over legal actions relative to the recorded action.
+
+The BCQ learners add a behaviour-cloning network G (same architecture, its own parameters) and
+restrict the bootstrap arg-max and acting to the actions G finds likely enough
+(:func:`bcq_allowed`); their acting carry is the pair (Q-network GRU state, G's GRU state).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import jax.numpy as jnp
 from marlvault.networks import GRUActionNetwork, ScannedRNN
 from marlvault.offline.common import (
     Algorithm,
+    choose,
     greedy,
     gru_act,
     gru_sequence,
@@ -89,3 +94,38 @@ def q_algorithm(name: str, config: Any, spec: DataSpec, init, update, params) ->
         init_hidden=lambda e: ScannedRNN.initialize_carry((e, spec.num_agents), config.rnn_size),
         act=make_q_act(config, spec),
     )
+
+
+def bcq_allowed(bc_logits: Array, legal: Array, threshold: float) -> Array:
+    """[..., A] float32 0/1: the legal actions whose behaviour probability is at least
+    ``threshold`` times the most likely legal action's, ``G(a|o) / max_a' G(a'|o) >= threshold``.
+
+    ``G`` is the softmax of ``bc_logits`` over legal actions; the most likely legal action is always
+    allowed (its ratio is 1), illegal actions never. Compared in log space (no gradient flows).
+    """
+    logp = jax.nn.log_softmax(mask_illegal(jax.lax.stop_gradient(bc_logits), legal), axis=-1)
+    gap = logp - jnp.max(logp, axis=-1, keepdims=True)  # log of the ratio, <= 0
+    keep = (gap >= jnp.log(threshold)) | (gap == 0.0)
+    return ((legal > 0) & keep).astype(jnp.float32)
+
+
+def bcq_algorithm(name: str, config: Any, spec: DataSpec, init, update, params) -> Algorithm:
+    """The bundle of a recurrent BCQ learner: windows of ``config.seq_len``; ``params(state)``
+    gives ``{"q": Q-network, "bc": behaviour network}`` parameters (a plain dict, as checkpoints
+    restore it); acting is the arg-max of Q over :func:`bcq_allowed` at
+    ``config.threshold`` (Boltzmann over the allowed Q-values when ``key`` is given)."""
+    net = q_network(config, spec)
+
+    def init_hidden(e: int) -> tuple[Array, Array]:
+        h = ScannedRNN.initialize_carry((e, spec.num_agents), config.rnn_size)
+        return h, h
+
+    def act(p: dict, hidden, obs: Array, legal: Array, reset: Array, key=None):
+        resets = jnp.broadcast_to(reset[:, None], obs.shape[:2])[None]
+        h_q, q = net.apply(p["q"], hidden[0], (obs[None], resets))
+        h_bc, logits = net.apply(p["bc"], hidden[1], (obs[None], resets))
+        allowed = bcq_allowed(logits[0], legal, config.threshold)
+        return (h_q, h_bc), choose(q[0], allowed, key)
+
+    return Algorithm(name=name, seq_len=config.seq_len, stride=0, batch_size=config.batch_size,
+                     init=init, update=update, params=params, init_hidden=init_hidden, act=act)

@@ -43,6 +43,20 @@ def test_train_bc_from_the_command_line(lbf_vault, tmp_path):
     assert len(seed["absolute_metrics"]["episode_return"]) >= 4
 
 
+@pytest.mark.parametrize("algo", ["iql-bcq", "qmix-bcq"])
+def test_train_bcq_from_the_command_line(algo, lbf_vault, tmp_path):
+    result = runner.invoke(app, [
+        "offline", "train", algo, f"vault={lbf_vault}", "system.num_updates=20",
+        "system.hidden=16", "system.rnn_size=16", "system.seq_len=8", "system.batch_size=8",
+        "system.threshold=0.5", "arch.num_evaluation=1", "arch.num_eval_episodes=2",
+        "arch.final_eval_episodes=2", f"logger.base_dir={tmp_path}", "logger.run_name=run",
+        "logger.tensorboard=false",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "final eval return" in result.output
+    assert (Path(tmp_path) / "run" / "checkpoints" / "best" / "meta.json").is_file()
+
+
 def test_errors_map_to_exit_codes(lbf_vault, tmp_path):
     result = runner.invoke(app, ["offline", "train", "bc", "system.num_updates=3"])
     assert result.exit_code == 2 and "vault=PATH" in result.output
@@ -67,3 +81,6 @@ def test_help_lists_every_algorithm_and_its_keys():
         assert "int = " in line and "updates" in line.split("=", 1)[1]
         (line,) = [x for x in lines if x.split()[:1] == ["logger.base_dir"]]
         assert "str = results/offline" in line  # the offline run's own default, not the section's
+    lines = runner.invoke(app, ["offline", "train", "qmix-bcq", "--help"]).output.splitlines()
+    keys = {x.split()[0] for x in lines if x.split()}
+    assert {"system.threshold", "system.bc_weight", "system.mixer_embed"} <= keys
