@@ -1,7 +1,7 @@
 """Pieces every offline algorithm shares: the registry entry, the algorithm bundle, masked means,
 recurrent acting and the jitted scan.
 
-Every algorithm module (``bc.py``, ``iql_cql.py``, ``qmix_cql.py``) ends with
+Every algorithm module (``bc.py``, ``iql_cql.py``, ``qmix_cql.py``, ``*_bcq.py``) ends with
 ``ENTRY = AlgorithmEntry(name, Config, data_needs, make_algorithm)``: what its run config's
 ``system`` section is, which windows (and whether the global state) it trains on, and how to
 build its :class:`Algorithm` bundle. The trainer (``offline/train.py``) only talks to the entry
