@@ -1,5 +1,6 @@
-"""Slow learning checks on LBF 8x8-2p-2f-coop, through the real dataset pipeline: BC imitates a
-good dataset; IQL+CQL beats BC on a dataset that mixes a good and a poor policy.
+"""Slow learning checks on LBF 8x8-2p-2f-coop, through the real dataset pipeline: BC, IQL+BCQ and
+QMIX+BCQ reach the good dataset's return; IQL+CQL beats BC on a dataset that mixes a good and a
+poor policy.
 
 The datasets are made the way published ones are: IPPO is trained here (about 4e5 env steps,
 checkpoints saved), then ``marlvault record`` rolls its best checkpoint out greedily with
@@ -64,3 +65,20 @@ def test_bc_imitates_and_iql_cql_beats_bc_on_mixed_data(tmp_path):
     print("(dataset mean return, final eval return):", figures)
     assert bc_good["final_return_mean"] >= 0.8 * bc_good["dataset_return_mean"], figures
     assert iql_mixed["final_return_mean"] > bc_mixed["final_return_mean"], figures
+
+
+def test_bcq_reaches_the_good_datasets_return(tmp_path):
+    """IQL+BCQ and QMIX+BCQ reach >= 80 % of the good dataset's mean return (same datasets and
+    epsilon-greedy evaluation as above)."""
+    ckpt = _expert(tmp_path)
+    good = _record(ckpt, str(tmp_path / "good.vlt"), 320, EPS, seed=1)
+    common = [f"arch.eval_epsilon={EPS}", "arch.num_evaluation=5", "arch.num_eval_episodes=32",
+              "arch.final_eval_episodes=256", f"logger.base_dir={tmp_path / 'runs'}",
+              "logger.tensorboard=false", "logger.console=false", "system.num_updates=3000"]
+    results = {algo: train_offline(algo, [f"vault={good}", *common])
+               for algo in ("iql-bcq", "qmix-bcq")}
+    figures = {algo: (round(s["dataset_return_mean"], 3), round(s["final_return_mean"], 3))
+               for algo, s in results.items()}  # fmt: skip
+    print("(dataset mean return, final eval return):", figures)
+    for s in results.values():
+        assert s["final_return_mean"] >= 0.8 * s["dataset_return_mean"], figures
