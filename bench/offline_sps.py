@@ -1,9 +1,10 @@
 """Offline training speed: updates per second of each algorithm, in memory and streaming.
 
 Writes a vault of random RWARE-tiny-2ag-shaped data (N=2 agents, 66 obs, 5 actions, state 132,
-500-step episodes; ``--rows`` x ``--steps``), then for BC (feed-forward and recurrent), IQL+CQL
-and QMIX+CQL at their default batch size and sequence length times ``--updates`` updates after a
-warm-up (compilation excluded):
+500-step episodes; ``--rows`` x ``--steps``), then for every registered discrete algorithm
+(``marlvault.offline.train.ALGORITHMS``: BC feed-forward and recurrent, IQL+CQL, QMIX+CQL,
+IQL+BCQ, QMIX+BCQ) at its default batch size and sequence length times ``--updates`` updates
+after a warm-up (compilation excluded):
 
 * memory: the whole dataset on the device, ``--updates`` updates sampled inside one ``lax.scan``;
 * stream: ``Vault.iter_chunks`` -> windows -> shuffle buffer -> host batches -> jitted update.
@@ -23,9 +24,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from marlvault.offline import bc, iql_cql, qmix_cql
-from marlvault.offline.common import make_scan_train
+from marlvault.offline.common import AlgorithmEntry, make_scan_train
 from marlvault.offline.dataset import DatasetConfig, OfflineDataset
+from marlvault.offline.train import ALGORITHMS
 from marlvault.vault.vault import Vault
 
 N, O, A, S, EPISODE = 2, 66, 5, 132, 500  # noqa: E741
@@ -47,20 +48,29 @@ def make_tree(rows: int, steps: int, seed: int = 0) -> dict:
     }
 
 
-CASES = {
-    "bc (ff)": (bc, bc.Config()),
-    "bc (gru)": (bc, bc.Config(recurrent=True)),
-    "iql-cql": (iql_cql, iql_cql.Config()),
-    "qmix-cql": (qmix_cql, qmix_cql.Config()),
-}
+def cases() -> dict[str, tuple[AlgorithmEntry, object]]:
+    """Every registered algorithm at its defaults (BC also recurrent)."""
+    out: dict[str, tuple[AlgorithmEntry, object]] = {}
+    for name, entry in ALGORITHMS.items():
+        if name == "bc":
+            out["bc (ff)"] = (entry, entry.config())
+            out["bc (gru)"] = (entry, entry.config(recurrent=True))
+        else:
+            out[name] = (entry, entry.config())
+    return out
 
 
-def bench_memory(module, config, path: str, updates: int) -> tuple[float, object]:
-    seq_len, stride = (config.window_len, 0 if config.recurrent else 1) if module is bc else (
-        config.seq_len, 0)
-    ds = OfflineDataset(path, DatasetConfig(seq_len=seq_len, stride=stride, mode="memory",
-                                            need_state=module is qmix_cql))
-    algo = module.make_algorithm(config, ds.spec)
+def _dataset(entry: AlgorithmEntry, config, path: str, mode: str) -> OfflineDataset:
+    needs = entry.data_needs(config)
+    return OfflineDataset(path, DatasetConfig(
+        seq_len=needs.seq_len, stride=needs.stride, mode=mode, need_state=needs.need_state,
+        **({"shuffle_windows": 4096} if mode == "stream" else {}),
+    ))  # fmt: skip
+
+
+def bench_memory(entry: AlgorithmEntry, config, path: str, updates: int) -> tuple[float, object]:
+    ds = _dataset(entry, config, path, "memory")
+    algo = entry.make(config, ds.spec)
     run = jax.jit(make_scan_train(algo, ds.sampler(algo.batch_size), updates))
     data, state = ds.device_data(), algo.init(jax.random.key(0))
     state, _ = jax.block_until_ready(run(state, data, jax.random.key(1)))  # compile + warm up
@@ -69,12 +79,9 @@ def bench_memory(module, config, path: str, updates: int) -> tuple[float, object
     return updates / (time.perf_counter() - start), algo
 
 
-def bench_stream(module, config, path: str, updates: int) -> float:
-    seq_len, stride = (config.window_len, 0 if config.recurrent else 1) if module is bc else (
-        config.seq_len, 0)
-    ds = OfflineDataset(path, DatasetConfig(seq_len=seq_len, stride=stride, mode="stream",
-                                            shuffle_windows=4096, need_state=module is qmix_cql))
-    algo = module.make_algorithm(config, ds.spec)
+def bench_stream(entry: AlgorithmEntry, config, path: str, updates: int) -> float:
+    ds = _dataset(entry, config, path, "stream")
+    algo = entry.make(config, ds.spec)
     update = jax.jit(algo.update)
     batches = ds.batches(algo.batch_size, seed=0)
     state = algo.init(jax.random.key(0))
@@ -104,9 +111,9 @@ def main() -> None:
               f"updates timed: {args.updates}\n")
         print("| algorithm | batch (windows x steps) | memory updates/s | stream updates/s |")
         print("|---|---|---|---|")
-        for name, (module, config) in CASES.items():
-            mem, algo = bench_memory(module, config, path, args.updates)
-            stream = bench_stream(module, config, path, args.updates)
+        for name, (entry, config) in cases().items():
+            mem, algo = bench_memory(entry, config, path, args.updates)
+            stream = bench_stream(entry, config, path, args.updates)
             print(f"| {name} | {algo.batch_size} x {algo.seq_len} | {mem:,.1f} | {stream:,.1f} |",
                   flush=True)
 
