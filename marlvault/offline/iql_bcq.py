@@ -32,17 +32,18 @@ from marlvault.offline.common import (
     Algorithm,
     AlgorithmEntry,
     DataNeeds,
-    check_learner_sizes,
     gradient_step,
     init_gru_network,
     masked_mean,
 )
 from marlvault.offline.dataset import DataSpec, SequenceBatch
 from marlvault.offline.value import (
+    RecurrentQConfig,
     TrainState,
     bcq_algorithm,
     bcq_allowed,
     double_q_next,
+    independent_td,
     polyak,
     q_network,
     q_sequence,
@@ -53,37 +54,19 @@ Array = jax.Array
 
 
 @dataclass(frozen=True)
-class Config:
-    """Hyper-parameters of IQL+BCQ."""
+class Config(RecurrentQConfig):
+    """Hyper-parameters of IQL+BCQ (the shared recurrent Q-learner's, for the Q-network and the
+    behaviour network alike, plus BCQ's)."""
 
-    hidden: tuple[int, ...] = (64,)
-    """MLP torso before the GRU (Q-network and behaviour network alike)."""
-    rnn_size: int = 64
-    """GRU width."""
-    seq_len: int = 20
-    """Window length L."""
-    batch_size: int = 32
-    """Windows per update."""
-    lr: float = 3e-4
-    """Adam learning rate (one optimiser for both networks)."""
-    max_grad_norm: float = 10.0
-    """Global gradient-norm clip."""
-    gamma: float = 0.99
-    """Discount."""
-    tau: float = 0.005
-    """Polyak rate of the target Q-network."""
     threshold: float = 0.3
     """BCQ threshold: actions with G(a|o) / max G below it are never picked (0: all legal)."""
     bc_weight: float = 1.0
     """Weight of the behaviour network's cross-entropy in the loss."""
-    num_updates: int = 20_000
-    """Gradient updates in the whole run."""
 
     def __post_init__(self) -> None:
-        check_learner_sizes(self, self.batch_size * (self.seq_len + 1))
-        require_range("system", self, "lr", "max_grad_norm", "bc_weight", lo=0.0, lo_open=True)
-        require_range("system", self, "gamma", "threshold", lo=0.0, hi=1.0)
-        require_range("system", self, "tau", lo=0.0, hi=1.0, lo_open=True)
+        super().__post_init__()
+        require_range("system", self, "bc_weight", lo=0.0, lo_open=True)
+        require_range("system", self, "threshold", lo=0.0, hi=1.0)
 
 
 def bcq_next_value(q_next_online: Array, q_next_target: Array, bc_next_logits: Array,
@@ -106,10 +89,8 @@ def iql_bcq_loss(q_all: Array, q_target_all: Array, bc_all: Array, batch: Sequen
         threshold: BCQ threshold.
         bc_weight: weight of the behaviour cross-entropy.
     """
-    q_a = jnp.take_along_axis(q_all[:-1], batch.actions[..., None], axis=-1)[..., 0]  # [L, K, N]
     v_next = bcq_next_value(q_all[1:], q_target_all[1:], bc_all[1:], batch.legal[1:], threshold)
-    y = batch.rewards + gamma * (1.0 - batch.terminal)[..., None] * v_next
-    td = masked_mean(jnp.square(q_a - jax.lax.stop_gradient(y)), batch.target_mask[..., None])
+    q_a, td = independent_td(q_all, v_next, batch, gamma)  # [L, K, N], []
     bc, bc_metrics = bc_loss(bc_all[:-1], batch.legal[:-1], batch.actions, batch.mask)
     loss = td + bc_weight * bc
     return loss, {"loss": loss, "td_loss": td, "bc_loss": bc, "bc_accuracy": bc_metrics["accuracy"],

@@ -28,16 +28,17 @@ from marlvault.offline.common import (
     Algorithm,
     AlgorithmEntry,
     DataNeeds,
-    check_learner_sizes,
     gradient_step,
     init_gru_network,
     masked_mean,
 )
 from marlvault.offline.dataset import DataSpec, SequenceBatch
 from marlvault.offline.value import (
+    RecurrentQConfig,
     TrainState,
     cql_penalty,
     double_q_next,
+    independent_td,
     polyak,
     q_algorithm,
     q_network,
@@ -49,35 +50,14 @@ Array = jax.Array
 
 
 @dataclass(frozen=True)
-class Config:
-    """Hyper-parameters of IQL+CQL."""
+class Config(RecurrentQConfig):
+    """Hyper-parameters of IQL+CQL (the shared recurrent Q-learner's plus the CQL weight)."""
 
-    hidden: tuple[int, ...] = (64,)
-    """MLP torso before the GRU."""
-    rnn_size: int = 64
-    """GRU width."""
-    seq_len: int = 20
-    """Window length L."""
-    batch_size: int = 32
-    """Windows per update."""
-    lr: float = 3e-4
-    """Adam learning rate."""
-    max_grad_norm: float = 10.0
-    """Global gradient-norm clip."""
-    gamma: float = 0.99
-    """Discount."""
-    tau: float = 0.005
-    """Polyak rate of the target network."""
     cql_weight: float = 2.0
     """Weight of the CQL regulariser (0 gives plain double-Q IQL)."""
-    num_updates: int = 20_000
-    """Gradient updates in the whole run."""
 
     def __post_init__(self) -> None:
-        check_learner_sizes(self, self.batch_size * (self.seq_len + 1))
-        require_range("system", self, "lr", "max_grad_norm", lo=0.0, lo_open=True)
-        require_range("system", self, "gamma", lo=0.0, hi=1.0)
-        require_range("system", self, "tau", lo=0.0, hi=1.0, lo_open=True)
+        super().__post_init__()
         require_range("system", self, "cql_weight", lo=0.0)
 
 
@@ -92,12 +72,10 @@ def iql_cql_loss(q_all: Array, q_target_all: Array, batch: SequenceBatch, gamma:
         gamma: discount.
         cql_weight: CQL weight.
     """
-    q, legal, next_legal = q_all[:-1], batch.legal[:-1], batch.legal[1:]
-    q_a = jnp.take_along_axis(q, batch.actions[..., None], axis=-1)[..., 0]  # [L, K, N]
-    v_next = double_q_next(q_all[1:], q_target_all[1:], next_legal)
-    y = batch.rewards + gamma * (1.0 - batch.terminal)[..., None] * v_next
-    td = masked_mean(jnp.square(q_a - jax.lax.stop_gradient(y)), batch.target_mask[..., None])
-    cql = masked_mean(cql_penalty(q, legal, batch.actions), batch.mask[..., None])
+    v_next = double_q_next(q_all[1:], q_target_all[1:], batch.legal[1:])
+    q_a, td = independent_td(q_all, v_next, batch, gamma)  # [L, K, N], []
+    cql = masked_mean(cql_penalty(q_all[:-1], batch.legal[:-1], batch.actions),
+                      batch.mask[..., None])  # fmt: skip
     loss = td + cql_weight * cql
     return loss, {"loss": loss, "td_loss": td, "cql_loss": cql,
                   "mean_q": masked_mean(q_a, batch.mask[..., None])}

@@ -12,23 +12,74 @@ restrict the bootstrap arg-max and acting to the actions G finds likely enough
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from marlvault.config import require_range
 from marlvault.networks import GRUActionNetwork, ScannedRNN
 from marlvault.offline.common import (
     Algorithm,
+    check_learner_sizes,
     choose,
     greedy,
     gru_act,
     gru_sequence,
     mask_illegal,
+    masked_mean,
 )
-from marlvault.offline.dataset import DataSpec
+from marlvault.offline.dataset import DataSpec, SequenceBatch
 
 Array = jax.Array
+
+
+@dataclass(frozen=True)
+class RecurrentQConfig:
+    """Hyper-parameters every recurrent offline Q-learner shares (each algorithm's ``Config``
+    adds its own regulariser's)."""
+
+    hidden: tuple[int, ...] = (64,)
+    """MLP torso before the GRU (of every network the algorithm trains)."""
+    rnn_size: int = 64
+    """GRU width."""
+    seq_len: int = 20
+    """Window length L."""
+    batch_size: int = 32
+    """Windows per update."""
+    lr: float = 3e-4
+    """Adam learning rate (one optimiser for all of the algorithm's networks)."""
+    max_grad_norm: float = 10.0
+    """Global gradient-norm clip."""
+    gamma: float = 0.99
+    """Discount."""
+    tau: float = 0.005
+    """Polyak rate of the target network."""
+    num_updates: int = 20_000
+    """Gradient updates in the whole run."""
+
+    def __post_init__(self) -> None:
+        check_learner_sizes(self, self.batch_size * (self.seq_len + 1))
+        require_range("system", self, "lr", "max_grad_norm", lo=0.0, lo_open=True)
+        require_range("system", self, "gamma", lo=0.0, hi=1.0)
+        require_range("system", self, "tau", lo=0.0, hi=1.0, lo_open=True)
+
+
+def independent_td(q_all: Array, v_next: Array, batch: SequenceBatch,
+                   gamma: float) -> tuple[Array, Array]:
+    """Each agent's Q of the recorded action ``[L, K, N]`` and its mean squared TD error against
+    ``r + gamma * (1 - terminal) * v_next`` (no gradient through the target; steps without a
+    known next observation, ``target_mask == 0``, left out).
+
+    Args:
+        q_all: [L+1, K, N, A] online Q at every window position.
+        v_next: [L, K, N] bootstrap value of the next position.
+    """
+    q_a = jnp.take_along_axis(q_all[:-1], batch.actions[..., None], axis=-1)[..., 0]
+    y = batch.rewards + gamma * (1.0 - batch.terminal)[..., None] * v_next
+    td = masked_mean(jnp.square(q_a - jax.lax.stop_gradient(y)), batch.target_mask[..., None])
+    return q_a, td
 
 
 class TrainState(NamedTuple):
