@@ -101,7 +101,19 @@ def test_hidden_resets_per_env_when_episodes_end_at_different_steps():
     first = np.asarray(tr.step_count) == 0  # [T, B]
     staggered = (first.sum(1) > 0) & (first.sum(1) < first.shape[1])
     assert staggered.any() and first[1:].any(), first.astype(int)  # resets at differing steps
-    nets, system = learner.nets, cfg.system
+    fresh_value = _fresh_critic_values(learner, state, tr)
+    value = np.asarray(tr.value)
+    later = first.copy()
+    later[0] = False  # step 0 of the first rollout is fresh for every env anyway
+    np.testing.assert_allclose(value[later], fresh_value[later], rtol=1e-5, atol=1e-6)
+    carried = np.abs(value[~first] - fresh_value[~first]) > 1e-5  # a carried state matters
+    assert carried.mean() > 0.95, carried.mean()
+
+
+def _fresh_critic_values(learner, state, tr) -> np.ndarray:
+    """``[T, B, N]`` critic values of every rollout step as if each were an episode start (the
+    GRU from zeros, reset on)."""
+    nets, system = learner.nets, learner.config.system
     b, n = tr.obs.shape[1:3]
     zeros = rec_ippo.initial_hidden(nets, (b, n))
 
@@ -111,13 +123,7 @@ def test_hidden_resets_per_env_when_episodes_end_at_different_steps():
                                  (critic_in[None], jnp.ones((1, b, n), bool)))  # fmt: skip
         return v[0]
 
-    fresh_value = np.asarray(jax.jit(jax.vmap(fresh))(tr.obs, tr.state))  # [T, B, N]
-    value = np.asarray(tr.value)
-    later = first.copy()
-    later[0] = False  # step 0 of the first rollout is fresh for every env anyway
-    np.testing.assert_allclose(value[later], fresh_value[later], rtol=1e-5, atol=1e-6)
-    carried = np.abs(value[~first] - fresh_value[~first]) > 1e-5  # a carried state matters
-    assert carried.mean() > 0.95, carried.mean()
+    return np.asarray(jax.jit(jax.vmap(fresh))(tr.obs, tr.state))
 
 
 def _rollout_shapes_and_carried_hidden(learned):
@@ -140,14 +146,7 @@ def _hidden_resets_exactly_at_episode_starts(learned):
     nets, system = learner.nets, learner.config.system
     b, n = tr.obs.shape[1:3]
     zeros = rec_ippo.initial_hidden(nets, (b, n))
-
-    def fresh(obs, st):
-        critic_in = network_inputs(obs, st, system)[1]
-        _, v = nets.critic.apply(state.params.critic, zeros,
-                                 (critic_in[None], jnp.ones((1, b, n), bool)))  # fmt: skip
-        return v[0]
-
-    fresh_value = np.asarray(jax.jit(jax.vmap(fresh))(tr.obs, tr.state))  # [T, B, N]
+    fresh_value = _fresh_critic_values(learner, state, tr)
     value = np.asarray(tr.value)
     # at an episode start the rollout's critic saw exactly a fresh state ...
     np.testing.assert_allclose(value[first], fresh_value[first], rtol=1e-5, atol=1e-6)
