@@ -11,7 +11,8 @@ A run evaluates its policy after each block of training and hands the result to 
 - **best tracking**: the parameters of the best mean evaluation return so far (ties keep the
   earlier ones), on the host.
 - **checkpoints** (``logger.checkpoint``): ``checkpoints/last`` after every evaluation and
-  ``checkpoints/best`` whenever the best improves.
+  ``checkpoints/best`` whenever the best improves; with ``logger.keep_checkpoints`` also
+  ``checkpoints/step_<step>`` for every evaluation (:func:`step_tag`).
 
 The evaluation loop itself is :func:`marlvault.evaluation.first_episodes`.
 
@@ -50,6 +51,9 @@ class LoggerConfig:
     """Write marl-eval JSON (``metrics.json``)."""
     checkpoint: bool = True
     """Save orbax checkpoints of the best and the last parameters."""
+    keep_checkpoints: bool = False
+    """Also keep the parameters of every evaluation, ``checkpoints/step_<step>`` (12 digits), for
+    picking policies of different quality later (``marlvault dataset build``)."""
 
 
 
@@ -62,6 +66,11 @@ def run_dir(logger: Any, info: RunInfo) -> Path:
     """
     name = logger.run_name or f"{info.algorithm}_{info.env_name}_{info.task}_seed{info.seed}"
     return Path(logger.base_dir) / name
+
+
+def step_tag(step: int) -> str:
+    """Checkpoint tag of the evaluation at ``step``: ``step_000000123456`` (sorts by step)."""
+    return f"step_{int(step):012d}"
 
 
 class Best:
@@ -94,6 +103,7 @@ class RunSession:
         self.logger = RunLogger(self.run_dir, info, console=logger.console,
                                 tensorboard=logger.tensorboard, json=logger.json)  # fmt: skip
         self.checkpoint_dir = self.run_dir / "checkpoints" if logger.checkpoint else None
+        self.keep_all = bool(logger.checkpoint and logger.keep_checkpoints)
         self.best = Best()
         self.history: list[dict[str, float]] = []
         self.last_eval: dict[str, float] = {}
@@ -119,6 +129,8 @@ class RunSession:
         self.last_eval = summary
         ret, saved = summary["return_mean"], params if saved is None else saved
         self._save("last", saved, step, ret)
+        if self.keep_all:
+            self._save(step_tag(step), saved, step, ret)
         if self.best.offer(ret, step, params):
             self._save("best", saved, step, ret)
         return summary

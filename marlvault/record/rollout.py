@@ -14,6 +14,7 @@ chunk and resets it at every episode's first observation, as in training.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -118,13 +119,17 @@ class SavedPolicy(NamedTuple):
     """A restored actor, one step at a time (recurrent or not).
 
     ``init_hidden(b)`` is the carry of ``b`` envs before their first step (``None`` for a
-    feed-forward actor); ``step(hidden, obs [B, N, O] raw, first [B] bool) -> (hidden, out)``
-    gives the actor's output (logits ``[B, N, A]``, continuous: ``(mean, log_std)``), resetting
-    a recurrent actor's hidden state where ``first`` marks an episode's first observation.
+    feed-forward actor); ``step(params, hidden, obs [B, N, O] raw, first [B] bool) ->
+    (hidden, out)`` gives the actor's output (logits ``[B, N, A]``, continuous:
+    ``(mean, log_std)``), resetting a recurrent actor's hidden state where ``first`` marks an
+    episode's first observation. ``params`` are the checkpoint's actor parameters; they are an
+    argument of ``step`` (not baked into it), so one compiled rollout serves every checkpoint of
+    a run.
     """
 
     init_hidden: Any
     step: Any
+    params: Any
 
 
 def make_actor(policy_config: Any, spec: EnvSpec, params: Any) -> SavedPolicy:
@@ -135,29 +140,30 @@ def make_actor(policy_config: Any, spec: EnvSpec, params: Any) -> SavedPolicy:
     system = policy_config.system
     if isinstance(policy_config, rec_ippo.Config):
         nets = rec_ippo.make_networks(spec, policy_config)
-        policy = rec_ippo.make_policy(nets, system)
         return SavedPolicy(
             lambda b: rec_ippo.initial_hidden(nets, (b, spec.num_agents)),
-            lambda hidden, obs, first: policy(actor_params, hidden, obs, first),
+            rec_ippo.make_policy(nets, system),
+            actor_params,
         )
     nets = ippo.make_networks(spec, policy_config)
 
-    def step(hidden: None, obs: Array, first: Array) -> tuple[None, Array]:
-        return hidden, nets.actor.apply(actor_params, losses.actor_input(obs, system))
+    def step(p: Any, hidden: None, obs: Array, first: Array) -> tuple[None, Array]:
+        return hidden, nets.actor.apply(p, losses.actor_input(obs, system))
 
-    return SavedPolicy(lambda b: None, step)
+    return SavedPolicy(lambda b: None, step, actor_params)
 
 
 def make_chunk_fn(vec: VecEnv, actor: SavedPolicy, cfg: RolloutConfig):
-    """Jitted ``chunk(vstate, ts, hidden, key) -> (vstate, ts, hidden, key, _Chunk)`` of
-    ``cfg.chunk_steps`` steps (``hidden``: the actor's carry, see :class:`SavedPolicy`)."""
+    """Jitted ``chunk(params, vstate, ts, hidden, key) -> (vstate, ts, hidden, key, _Chunk)`` of
+    ``cfg.chunk_steps`` steps (``params``: actor parameters of the actor's structure;
+    ``hidden``: its carry, see :class:`SavedPolicy`)."""
 
     space = ActionSpace.of(vec.spec)
 
-    def act(hidden: Any, ts: TimeStep, key: Array) -> tuple[Any, Array, Array]:
+    def act(params: Any, hidden: Any, ts: TimeStep, key: Array) -> tuple[Any, Array, Array]:
         """Environment actions and their behaviour log-probabilities under the policy."""
         k_pol, k_eps, k_rand = jax.random.split(key, 3)
-        hidden, out = actor.step(hidden, ts.obs, ts.step_count == 0)
+        hidden, out = actor.step(params, hidden, ts.obs, ts.step_count == 0)
         dist = space.distribution(out, ts.legal)
         raw = dist.mode() if cfg.mode == "greedy" else dist.sample(k_pol)
         explore = jax.random.uniform(k_eps, ts.legal.shape[:-1]) < cfg.epsilon  # [B, N]
@@ -166,10 +172,10 @@ def make_chunk_fn(vec: VecEnv, actor: SavedPolicy, cfg: RolloutConfig):
         raw = jnp.where(explore, space.uniform_raw(k_rand, ts.legal), raw)
         return hidden, dist.to_env(raw), dist.log_prob(raw)
 
-    def step(carry, _):
+    def step(params, carry, _):
         vstate, ts, hidden, key = carry
         key, k_act = jax.random.split(key)
-        hidden, action, log_prob = act(hidden, ts, k_act)
+        hidden, action, log_prob = act(params, hidden, ts, k_act)
         vstate, out = vec.step(vstate, action)
         nts = out.timestep
         row = (ts.obs, action, nts.reward, nts.terminated, nts.truncated, ts.legal, ts.state,
@@ -177,9 +183,9 @@ def make_chunk_fn(vec: VecEnv, actor: SavedPolicy, cfg: RolloutConfig):
         return (vstate, nts, hidden, key), row
 
     @jax.jit
-    def chunk(vstate: VecState, ts: TimeStep, hidden: Any, key: Array):
+    def chunk(params: Any, vstate: VecState, ts: TimeStep, hidden: Any, key: Array):
         (vstate, ts, hidden, key), rows = jax.lax.scan(
-            step, (vstate, ts, hidden, key), None, cfg.chunk_steps
+            functools.partial(step, params), (vstate, ts, hidden, key), None, cfg.chunk_steps
         )
         traj = _Chunk(*[x[None] for x in rows], update=jnp.zeros((1,), jnp.int32))
         return vstate, ts, hidden, key, traj
@@ -192,6 +198,42 @@ def _cut_index(done: np.ndarray, needed: int) -> int | None:
     cum = np.cumsum(done.sum(axis=1))
     hit = np.nonzero(cum >= needed)[0]
     return int(hit[0]) if hit.size else None
+
+
+def rollout_returns(chunk: Any, vec: VecEnv, actor: SavedPolicy, params: Any, episodes: int,
+                    key: Array) -> np.ndarray:
+    """Team returns of the first ``episodes`` episodes a policy completes, without recording.
+
+    Args:
+        chunk: :func:`make_chunk_fn`'s function for ``vec`` and ``actor``'s structure.
+        vec: the vectorised environment the chunk steps.
+        actor: gives the initial carry.
+        params: actor parameters (any checkpoint of the same structure; no recompilation).
+        episodes: how many complete episodes to score.
+        key: seeds the resets and the actions.
+
+    Returns:
+        ``[episodes]`` float64 returns (sum over steps of the mean over agents of the rewards, as
+        in the vault's episode table), in the order the episodes end (by step, then by env).
+    """
+    k_reset, key = jax.random.split(key)
+    vstate, ts = vec.reset(k_reset)
+    hidden = actor.init_hidden(vec.num_envs)
+    running = np.zeros(vec.num_envs)
+    found: list[np.ndarray] = []
+    count = 0
+    while count < episodes:
+        vstate, ts, hidden, key, traj = chunk(params, vstate, ts, hidden, key)
+        reward = np.asarray(traj.reward[0], np.float64).mean(axis=-1)  # [T, B]
+        done = np.asarray(traj.terminated[0] | traj.truncated[0])  # [T, B]
+        for t in range(reward.shape[0]):
+            running += reward[t]
+            ended = np.nonzero(done[t])[0]
+            if ended.size:
+                found.append(running[ended].copy())
+                running[ended] = 0.0
+                count += ended.size
+    return np.concatenate(found)[:episodes]
 
 
 def record_policy(cfg: RolloutConfig, *, progress=None) -> RolloutResult:
@@ -220,7 +262,7 @@ def record_policy(cfg: RolloutConfig, *, progress=None) -> RolloutResult:
     done_so_far = 0
     try:
         while done_so_far < cfg.episodes:
-            vstate, ts, hidden, key, traj = chunk(vstate, ts, hidden, key)
+            vstate, ts, hidden, key, traj = chunk(actor.params, vstate, ts, hidden, key)
             done = np.asarray(traj.terminated[0] | traj.truncated[0])
             cut = _cut_index(done, cfg.episodes - done_so_far)
             if cut is not None:
