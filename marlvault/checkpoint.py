@@ -60,7 +60,7 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     host = jax.tree.map(np.asarray, jax.device_get(params))
-    with ocp.StandardCheckpointer() as ckpt:
+    with ocp.StandardCheckpointer(multiprocessing_options=_this_process_only()) as ckpt:
         ckpt.save(tmp / PARAMS, host)
         ckpt.wait_until_finished()
     meta = {
@@ -78,6 +78,15 @@ def save_checkpoint(
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _this_process_only() -> Any:
+    """Orbax options for a save made by one process alone (process 0 of a multi-process run
+    saves host copies; orbax must not wait for the others)."""
+    import orbax.checkpoint as ocp
+
+    me = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
 
 
 def _resolve(path: Path) -> Path:

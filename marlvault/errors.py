@@ -174,3 +174,11 @@ class EnvDependencyError(MarlvaultError, ImportError):
     """A registered environment needs an optional package that is not installed."""
 
     exit_code = 4
+
+
+# --- several processes ---------------------------------------------------------------------------
+class DistributedError(MarlvaultError, ConnectionError):
+    """The processes of a run could not join each other (coordinator unreachable, timeout), or
+    one of them failed."""
+
+    exit_code = 50

@@ -8,6 +8,8 @@ A run evaluates its policy after each block of training and hands the result to 
   algorithm, task and seed always use the same folder, so scripts and tests find it, and a rerun
   replaces its metrics and checkpoints; set ``logger.run_name`` to keep several runs apart.
 - **logging**: console, TensorBoard and marl-eval JSON (:class:`marlvault.logging.RunLogger`).
+  In a multi-process run every process logs to its console; only process 0 writes TensorBoard,
+  JSON and checkpoints.
 - **best tracking**: the parameters of the best mean evaluation return so far (ties keep the
   earlier ones), on the host.
 - **checkpoints** (``logger.checkpoint``): ``checkpoints/last`` after every evaluation and
@@ -31,6 +33,7 @@ from typing import Any
 import jax
 
 from marlvault.checkpoint import save_checkpoint
+from marlvault.distributed import is_main
 from marlvault.evaluation import EvalMetrics, episode_dict, summarise
 from marlvault.logging import RunInfo, RunLogger
 
@@ -100,9 +103,11 @@ class RunSession:
     def __init__(self, info: RunInfo, logger: Any, config: Any) -> None:
         self.config = config
         self.run_dir = run_dir(logger, info)
+        main = is_main()  # in a multi-process run only process 0 writes files
         self.logger = RunLogger(self.run_dir, info, console=logger.console,
-                                tensorboard=logger.tensorboard, json=logger.json)  # fmt: skip
-        self.checkpoint_dir = self.run_dir / "checkpoints" if logger.checkpoint else None
+                                tensorboard=logger.tensorboard and main,
+                                json=logger.json and main)  # fmt: skip
+        self.checkpoint_dir = self.run_dir / "checkpoints" if logger.checkpoint and main else None
         self.keep_all = bool(logger.checkpoint and logger.keep_checkpoints)
         self.best = Best()
         self.history: list[dict[str, float]] = []

@@ -27,7 +27,7 @@ def _register() -> None:
     """Attach every command group (each imports its library code only when a command runs)."""
     import importlib
 
-    for module in ("train", "envs", "vault", "record", "offline", "dataset"):
+    for module in ("train", "envs", "vault", "record", "offline", "dataset", "launch"):
         importlib.import_module(f"marlvault.cli.{module}").register(app)
 
 

@@ -7,9 +7,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from marlvault.envs.registry import env_scenarios, list_envs, missing_extra, scenario_info
-from marlvault.errors import EnvDependencyError
-
 envs_app = typer.Typer(
     help="List environments and scenarios (agents, obs/action/state sizes, time limit).",
     add_completion=False,
@@ -27,6 +24,9 @@ def envs_table(env_name: str | None = None) -> Table:
     Envs whose optional package is missing are still listed (with their sizes when they can be
     computed without the package) and their note says which extra to install.
     """
+    from marlvault.envs.registry import env_scenarios, list_envs, missing_extra, scenario_info
+    from marlvault.errors import EnvDependencyError
+
     if env_name is None:
         registered = list_envs()
     else:  # unknown names raise EnvNotFoundError listing the valid ones
@@ -64,6 +64,8 @@ def envs(
 @envs_app.command("info")
 def info(env_name: str, scenario: str) -> None:
     """Print one scenario's full config and sizes."""
+    from marlvault.envs.registry import scenario_info
+
     details = scenario_info(env_name, scenario)
     console = Console(width=120)
     for key, value in details.items():

@@ -37,12 +37,15 @@ def _keys_help(recurrent: bool = False) -> str:
 
 
 def _run(overrides: list[str], extra: list[str], recurrent: bool = False) -> None:
-    from marlvault import config
+    from marlvault import config, distributed
     from marlvault.record.train import train_and_record
 
     preset = "rec_ippo" if recurrent else "ippo"
+    distributed.initialize(distributed.config_from_overrides(overrides))  # before any JAX call
     cfg = config.load(_config_class(recurrent), preset, [*extra, *overrides])
     result, recorded = train_and_record(cfg)
+    if not distributed.is_main():
+        return
     typer.echo(
         f"\n{result.algorithm} {cfg.env.env_name}/{cfg.env.scenario} done: "
         f"final eval return {result.final_return_mean:.3f} ± {result.final_return_std:.3f} "

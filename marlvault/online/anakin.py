@@ -1,6 +1,7 @@
 """Anakin layout: the one module that knows about devices.
 
-All local devices form a 1-D :class:`jax.sharding.Mesh` with the named axis ``"env"``. The
+All devices form a 1-D :class:`jax.sharding.Mesh` with the named axis ``"env"``: the local
+ones, or in a multi-process run (:mod:`marlvault.distributed`) every process's, in process order. The
 environments (and everything with a leading env axis: env states, timesteps, per-env keys,
 trajectories) are split evenly along it; parameters, optimiser states and learner keys are
 replicated. A learner function written for *one device's slice* of the envs is lifted with
@@ -9,7 +10,9 @@ replicated. A learner function written for *one device's slice* of the envs is l
 ``pmap``.
 
 With one device the same program runs unchanged (the collectives are no-ops). Tests force several
-CPU devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+CPU devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``. Several processes run the
+same program (SPMD): state is created sharded by :func:`jit_sharded` (each process keeps its
+shards), and :func:`to_host` brings sharded results back whole to every process.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ REPLICATED = P()
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh over ``devices`` (default: all local devices) with axis :data:`AXIS`."""
-    devices = list(jax.local_devices()) if devices is None else list(devices)
+    """A 1-D mesh over ``devices`` (default: every device of every process) with axis
+    :data:`AXIS`."""
+    devices = list(jax.devices()) if devices is None else list(devices)
     return Mesh(np.asarray(devices), (AXIS,))
 
 
@@ -52,7 +56,7 @@ def local_count(total: int, mesh: Mesh, key: str) -> int:
     n = num_shards(mesh)
     if total % n:
         raise ConfigError(
-            f"{key}: expected a multiple of the {n} local devices, found {total}; "
+            f"{key}: expected a multiple of the {n} devices, found {total}; "
             f"fix: set {key}={max(n, total - total % n)}"
         )
     return total // n
@@ -64,6 +68,24 @@ def put(tree: Any, mesh: Mesh, spec: Any) -> Any:
         return jax.device_put(tree, NamedSharding(mesh, spec))
     shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), spec, is_leaf=_is_spec)
     return jax.device_put(tree, shardings)
+
+
+def jit_sharded(fn: Callable, mesh: Mesh, spec: Any) -> Callable:
+    """``jax.jit(fn)`` whose outputs are laid out by ``spec`` (as in :func:`put`); unlike
+    ``put(fn(...))`` it works across processes, each computing and keeping its own shards."""
+    if isinstance(spec, P):
+        return jax.jit(fn, out_shardings=NamedSharding(mesh, spec))
+    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), spec, is_leaf=_is_spec)
+    return jax.jit(fn, out_shardings=shardings)
+
+
+def to_host(tree: Any) -> Any:
+    """A pytree of (possibly sharded) arrays as whole numpy arrays, in every process."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def _is_spec(x: Any) -> bool:

@@ -34,7 +34,7 @@ class ArchConfig:
     """How the run is laid out (envs, devices, evaluation cadence, seed)."""
 
     num_envs: int = 32
-    """Parallel training environments in total, split evenly over all local devices."""
+    """Parallel training environments in total, split evenly over all devices (of every process in a multi-process run)."""
     num_eval_episodes: int = 32
     """Episodes per evaluation, run in parallel (also split over devices)."""
     num_evaluation: int = 20

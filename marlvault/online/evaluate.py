@@ -38,7 +38,7 @@ def make_evaluator(
         policy: ``policy(params, obs [E, N, O] raw) -> logits [E, N, A]`` (unmasked; for a
             continuous ``env``, ``(mean, log_std)`` each ``[E, N, A]``).
         num_episodes: E, must split evenly over the mesh's devices.
-        mesh: default all local devices.
+        mesh: default all devices (every process's in a multi-process run).
         greedy: arg-max instead of sampling.
         init_hidden: for a recurrent policy, ``init_hidden(e)`` is the hidden state of ``e``
             envs before their first step; ``policy`` is then

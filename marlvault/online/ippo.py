@@ -48,9 +48,11 @@ from marlvault.config import (
     require,
     require_range,
 )
+from marlvault.distributed import RECORD_NOT_YET, DistConfig
 from marlvault.envs.base import Array, EnvSpec, TimeStep
 from marlvault.envs.registry import make_env
 from marlvault.envs.vec import VecEnv, VecState
+from marlvault.errors import ConfigError
 from marlvault.networks import ActionSpace, Critic
 from marlvault.online import anakin
 from marlvault.online.anakin import REPLICATED, SHARDED
@@ -133,9 +135,12 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self) -> None:
         _check_sizes(self)
+        if self.record.path is not None and self.dist.num_processes > 1:
+            raise ConfigError(RECORD_NOT_YET)
 
     @property
     def steps_per_update(self) -> int:
@@ -489,7 +494,7 @@ def make_train(
     updates_per_call: int | None = None,
     autoreset: str = "fast",
 ) -> Learner:
-    """Build the learner for ``config`` on ``mesh`` (default: all local devices).
+    """Build the learner for ``config`` on ``mesh`` (default: all devices, of every process).
 
     Args:
         config: the resolved run config.
@@ -552,7 +557,6 @@ def shard_learn(
 def _make_init(vec: VecEnv, nets: Networks, config: Config, mesh) -> Callable:
     opt = optimiser(config)
 
-    @jax.jit
     def init_global(key: Array) -> LearnerState:
         k_env, k_act, k_learn, k_actor, k_critic = jax.random.split(key, 5)
         vstate, ts = vec.reset(k_env)
@@ -564,7 +568,4 @@ def _make_init(vec: VecEnv, nets: Networks, config: Config, mesh) -> Callable:
             params, opt_states, vstate, ts, env_keys, k_learn, jnp.zeros((), jnp.int32)
         )
 
-    def init(key: Array) -> LearnerState:
-        return anakin.put(init_global(key), mesh, LEARNER_SPECS)
-
-    return init
+    return anakin.jit_sharded(init_global, mesh, LEARNER_SPECS)  # key -> LearnerState

@@ -382,7 +382,6 @@ def init_params(nets: Networks, spec: EnvSpec, system: ippo.SystemConfig, key: A
 def _make_init(vec: VecEnv, nets: Networks, config: Config, mesh) -> Callable:
     opt = ippo.optimiser(config)
 
-    @jax.jit
     def init_global(key: Array) -> LearnerState:
         k_env, k_act, k_learn, k_params = jax.random.split(key, 4)
         vstate, ts = vec.reset(k_env)
@@ -393,7 +392,4 @@ def _make_init(vec: VecEnv, nets: Networks, config: Config, mesh) -> Callable:
         return LearnerState(params, opt_states, vstate, ts, Hidden(zeros, zeros), env_keys, k_learn,
                             jnp.zeros((), jnp.int32))  # fmt: skip
 
-    def init(key: Array) -> LearnerState:
-        return anakin.put(init_global(key), mesh, LEARNER_SPECS)
-
-    return init
+    return anakin.jit_sharded(init_global, mesh, LEARNER_SPECS)  # key -> LearnerState

@@ -143,7 +143,7 @@ def train(
         on_trajectories: optional hook receiving each call's rollouts (enables
             ``return_trajectories``); it may block to apply back-pressure, and its time counts
             in the reported SPS.
-        mesh: default all local devices.
+        mesh: default all devices (every process's in a multi-process run).
         should_stop: polled after every learner call; when it returns True the run stops early
             (e.g. on Ctrl-C), saves the last checkpoint and skips the final evaluation.
     """
@@ -167,7 +167,7 @@ def train(
             if on_trajectories is not None:
                 on_trajectories(traj, call)
             learn_time += time.perf_counter() - t0
-            m = evaluate(state.params.actor, jax.random.fold_in(eval_key, call))
+            m = anakin.to_host(evaluate(state.params.actor, jax.random.fold_in(eval_key, call)))
             sps = steps_call / max(learn_time / (call + 1), 1e-9)
             session.evaluated((call + 1) * steps_call, sps, m, _train_dict(metrics), state.params,
                               state.params._asdict())  # fmt: skip
@@ -176,7 +176,7 @@ def train(
                 break
         if not interrupted:
             best = session.best.params.actor
-            session.log_absolute(evaluate(best, jax.random.fold_in(eval_key, 10**6)))
+            session.log_absolute(anakin.to_host(evaluate(best, jax.random.fold_in(eval_key, 10**6))))
     return _result(config, session, time.perf_counter() - start, compile_time, learn_time,
                    interrupted, learner.spec.has_win)
 

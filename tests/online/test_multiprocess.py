@@ -1,0 +1,88 @@
+"""Several processes, one run: ``marlvault launch`` (2 processes x 2 forced CPU devices) trains to
+the same parameters as one process with 4 devices; bad ``dist`` settings fail fast and clearly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from marlvault.checkpoint import load_policy
+from marlvault.cli import app
+from marlvault.distributed import DistConfig, cluster_detected, config_from_overrides
+from marlvault.errors import ConfigError
+from marlvault.launch import child_env, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["env=matrax", "scenario=climbing-stateless", "system.total_timesteps=4096",
+        "arch.num_envs=8", "system.rollout_length=16", "arch.num_evaluation=2",
+        "network.actor_hidden=16", "network.critic_hidden=16", "arch.num_eval_episodes=8",
+        "logger.tensorboard=false"]  # fmt: skip
+
+
+def _marlvault(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
+    return subprocess.run([sys.executable, "-m", "marlvault", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def test_unreachable_coordinator_fails_fast_with_the_address():
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    t0 = time.monotonic()
+    res = _marlvault("train", "ippo", f"dist.coordinator={address}", "dist.num_processes=2",
+                     "dist.process_id=1", "dist.timeout_s=2", timeout=60)  # fmt: skip
+    assert res.returncode == 50, res.stderr
+    assert time.monotonic() - t0 < 30
+    assert address in res.stderr and "fix:" in res.stderr and "dist.timeout_s" in res.stderr
+
+
+def test_dist_settings_are_checked():
+    assert config_from_overrides(["dist.num_processes=3", "dist.process_id=2",
+                                  "dist.coordinator=h:1", "arch.seed=1"]) == DistConfig(
+        coordinator="h:1", num_processes=3, process_id=2)  # fmt: skip
+    with pytest.raises(ConfigError, match="dist.coordinator=HOST:PORT"):
+        DistConfig(num_processes=2)
+    with pytest.raises(ConfigError, match="dist.process_id"):
+        DistConfig(coordinator="h:1", num_processes=2, process_id=2)
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        DistConfig(coordinator="nohost", num_processes=2)
+    assert cluster_detected({"SLURM_NTASKS": "4"}) and not cluster_detected({"SLURM_NTASKS": "1"})
+    assert not cluster_detected({})
+    flags = child_env(2, {"XLA_FLAGS": "--a --xla_force_host_platform_device_count=8"})["XLA_FLAGS"]
+    assert flags == "--a --xla_force_host_platform_device_count=2"
+    res = CliRunner().invoke(app, ["launch", "--nproc", "2", "--", "train", "ippo",
+                                   "dist.process_id=1"])  # fmt: skip
+    assert res.exit_code == 2 and "drop the dist.* overrides" in res.output
+    res = CliRunner().invoke(app, ["train", "ippo", "dist.coordinator=h:1",
+                                   "dist.num_processes=2", "record.path=x.vlt"])  # fmt: skip
+    assert res.exit_code == 2 and "not implemented yet" in res.output
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_process_with_four_devices(tmp_path):
+    """Slow (about a minute here): gloo's loopback collectives make the 2-process run slow."""
+    base_mp, base_sp = tmp_path / "mp", tmp_path / "sp"
+    res = _marlvault("launch", "--nproc", "2", "--devices-per-proc", "2", "--", "train", "ippo",
+                     *TINY, f"logger.base_dir={base_mp}")  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:]
+    lines = res.stdout.splitlines()
+    for i in (0, 1):  # every process logs its evaluations
+        assert sum(x.startswith(f"[{i}] step") for x in lines) == 2
+    assert sum("done: final eval return" in x for x in lines) == 1  # the summary: process 0
+    assert any(x.startswith("[0]") and "done: final" in x for x in lines)
+
+    env = child_env(4, dict(os.environ))
+    res = _marlvault("train", "ippo", *TINY, f"logger.base_dir={base_sp}", env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = "ippo_matrax_climbing-stateless_seed42"
+    _, mp = load_policy(base_mp / run / "checkpoints" / "last")
+    _, sp = load_policy(base_sp / run / "checkpoints" / "last")
+    for a, b in zip(jax.tree.leaves(mp), jax.tree.leaves(sp), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    assert (base_mp / run / "metrics.json").read_text() != ""
