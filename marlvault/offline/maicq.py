@@ -16,7 +16,8 @@ and ``Z`` is estimated over the mini-batch, so no action outside the data is eve
 network, shared by the agents) is advantage-weighted behaviour cloning::
 
     A_i      = Q_i(o_i, a_i) - sum_a pi_i(a | o_i) Q_i(o_i, a)
-    k_i      = d Q_tot / d Q_i  at the recorded actions (the mixer's credit for agent i, >= 0)
+    k_i      = (d Q_tot / d Q_i) / sum_j (d Q_tot / d Q_j)  at the recorded actions
+               (agent i's share of the mixer's slope: >= 0, summing to 1 over the agents)
     u_i      = exp(k_i A_i / beta) / mean_batch exp(k_i A_i / beta)        (per agent)
     actor    = - mean over steps in the episode and agents of u_i log pi_i(a_i | o_i)
     loss     = critic + actor
@@ -171,7 +172,7 @@ def actor_loss(logp: Array, advantage: Array, credit: Array, actions: Array, leg
     Args:
         logp: [L, K, N, A] policy log-probabilities over legal actions.
         advantage: [L, K, N] ``A_i`` of the recorded actions (no gradient).
-        credit: [L, K, N] ``k_i``, the mixer's ``d Q_tot / d Q_i`` (no gradient).
+        credit: [L, K, N] ``k_i``, the agents' shares of the mixer's slope (no gradient).
         actions: [L, K, N] int32 recorded actions.
         legal: [L, K, N, A] legal masks (recorded actions that are illegal are left out).
         mask: [L, K] 1 for steps inside the window's episode.
@@ -188,10 +189,16 @@ def actor_loss(logp: Array, advantage: Array, credit: Array, actions: Array, leg
 
 
 def mixer_credit(mix: Mix, q: Array, state: Array) -> Array:
-    """[..., N] ``d Q_tot / d Q_i`` of the mixer at ``q`` [..., N] and ``state`` [..., S]
-    (non-negative for the monotonic mixer; no gradient)."""
+    """[..., N] each agent's share of the mixer's slope at ``q`` [..., N] and ``state``
+    [..., S], ``k_i = (d Q_tot / d Q_i) / sum_j (d Q_tot / d Q_j)`` (non-negative, summing to 1
+    over the agents; no gradient).
+
+    For a linear mixer ``sum_i k_i Q_i + b(s)`` with normalised ``k`` (the authors' MAICQ critic)
+    these are its mixing weights.
+    """
     q = jax.lax.stop_gradient(q)
-    return jax.lax.stop_gradient(jax.grad(lambda x: jnp.sum(mix(x, state)))(q))
+    slope = jax.lax.stop_gradient(jax.grad(lambda x: jnp.sum(mix(x, state)))(q))
+    return slope / jnp.maximum(jnp.sum(slope, axis=-1, keepdims=True), 1e-8)
 
 
 def _taken(values: Array, actions: Array) -> Array:
@@ -234,8 +241,7 @@ def maicq_loss(q_all: Array, q_tgt: Array, logits: Array, mix: Mix, mix_tgt: Mix
     loss = critic + actor
     return loss, {"loss": loss, "td_loss": critic, **metrics,
                   "mean_q_tot": masked_mean(q_tot, batch.mask),
-                  "critic_weight_max": jnp.max(w),
-                  "mean_credit": masked_mean(credit, batch.mask[..., None])}
+                  "critic_weight_max": jnp.max(w)}
 
 
 def network_loss(nets: Nets, params: dict, target_params: dict, batch: SequenceBatch,
