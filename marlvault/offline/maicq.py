@@ -219,7 +219,7 @@ def maicq_loss(q_all: Array, q_tgt: Array, logits: Array, mix: Mix, mix_tgt: Mix
         config: ``gamma``, ``td_lambda``, ``alpha``, ``beta``.
     """
     logp, v_pi = policy_value(logits, q_all, batch.legal)  # [L+1, K, N, A], [L+1, K, N]
-    _, v_pi_tgt = policy_value(logits[1:], q_tgt[1:], batch.legal[1:])  # [L, K, N]
+    v_pi_tgt = jnp.sum(jax.lax.stop_gradient(jnp.exp(logp[1:])) * q_tgt[1:], axis=-1)  # [L, K, N]
     # critic: lambda-returns on the importance-weighted recorded next actions
     no_next = jnp.zeros_like(batch.mask[:1])
     next_actions = jnp.concatenate([batch.actions[1:], batch.actions[-1:]], axis=0)

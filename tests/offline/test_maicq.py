@@ -189,7 +189,9 @@ def test_maicq_refuses_a_vault_without_state():
 @pytest.mark.slow
 def test_maicq_reaches_the_good_datasets_return(tmp_path):
     """MAICQ reaches >= 80 % of the good LBF dataset's mean return (the datasets and the
-    epsilon-greedy evaluation of ``test_learning.py``)."""
+    epsilon-greedy evaluation of ``test_learning.py``), with ``beta = 1``: at the default 0.1 the
+    actor's weights are peakier than the critic's accuracy supports on LBF (returns <= 1) and the
+    figure sits on the bar (docs/OFFLINE.md, "Measured")."""
     from marlvault.offline.train import train_offline
 
     from .test_learning import EPS, _expert, _record
@@ -198,6 +200,7 @@ def test_maicq_reaches_the_good_datasets_return(tmp_path):
     s = train_offline("maicq", [
         f"vault={good}", f"arch.eval_epsilon={EPS}", "arch.num_evaluation=5",
         "arch.num_eval_episodes=32", "arch.final_eval_episodes=256", "system.num_updates=3000",
+        "system.beta=1.0",
         f"logger.base_dir={tmp_path / 'runs'}", "logger.tensorboard=false", "logger.console=false",
     ])  # fmt: skip
     figure = (round(s["dataset_return_mean"], 3), round(s["final_return_mean"], 3))
