@@ -17,37 +17,39 @@ from .helpers import synthetic_tree
 from .test_algorithms import TINY
 
 LN2, LN3 = np.log(2.0), np.log(3.0)
+WEIGHTS, RETURNS = jax.jit(maicq.batch_weights), jax.jit(maicq.lambda_returns)
+"""Compiled once per shape: op by op, small functions cost seconds of tiny compilations."""
 
 
 def test_batch_weights_average_one_over_the_valid_entries():
     x = np.array([[0.0, LN3], [LN2, 50.0]], np.float32)  # [L=2, K=2]; the 50 is not valid
     valid = np.array([[1, 1], [1, 0]], np.float32)
     # exp: 1, 3, 2 (mean 2) -> 0.5, 1.5, 1.0; the invalid entry weighs 0
-    np.testing.assert_allclose(maicq.batch_weights(x, valid), [[0.5, 1.5], [1.0, 0.0]], rtol=1e-6)
+    np.testing.assert_allclose(WEIGHTS(x, valid), [[0.5, 1.5], [1.0, 0.0]], rtol=1e-6)
     # trailing axes (agents) are normalised separately; a large shift changes nothing
     xs = np.stack([x + 500.0, np.zeros_like(x)], axis=-1)
-    w = maicq.batch_weights(xs, valid[..., None])
+    w = WEIGHTS(xs, valid[..., None])
     np.testing.assert_allclose(w[..., 0], [[0.5, 1.5], [1.0, 0.0]], rtol=1e-5)
     np.testing.assert_allclose(w[..., 1], valid)
-    assert np.all(np.asarray(maicq.batch_weights(x, np.zeros_like(valid))) == 0)
+    assert np.all(np.asarray(WEIGHTS(x, np.zeros_like(valid))) == 0)
 
 
 def test_lambda_returns_by_hand():
     r = np.array([[1.0], [2.0], [3.0]], np.float32)
     v = np.array([[10.0], [20.0], [30.0]], np.float32)
     zero, ones = np.zeros((3, 1), np.float32), np.ones((3, 1), np.float32)
-    g = maicq.lambda_returns(r, zero, v, ones, 0.5, 0.5)
+    g = RETURNS(r, zero, v, ones, 0.5, 0.5)
     # G2 = 3 + .5 * 30 = 18 (the window ends); G1 = 2 + .5 (20 + .5 (18 - 20)) = 11.5;
     # G0 = 1 + .5 (10 + .5 (11.5 - 10)) = 6.375
     np.testing.assert_allclose(g[:, 0], [6.375, 11.5, 18.0])
     # a step whose next target is unknown cuts the return: G0 = 1 + .5 * 10
     cut = np.array([[0.0], [1.0], [1.0]], np.float32)
-    np.testing.assert_allclose(maicq.lambda_returns(r, zero, v, cut, 0.5, 0.5)[0, 0], 6.0)
+    np.testing.assert_allclose(RETURNS(r, zero, v, cut, 0.5, 0.5)[0, 0], 6.0)
     # a terminal at step 1: G1 = 2, G0 = 1 + .5 (10 + .5 (2 - 10)) = 4
     term = np.array([[0.0], [1.0], [0.0]], np.float32)
-    np.testing.assert_allclose(maicq.lambda_returns(r, term, v, ones, 0.5, 0.5)[:2, 0], [4.0, 2.0])
+    np.testing.assert_allclose(RETURNS(r, term, v, ones, 0.5, 0.5)[:2, 0], [4.0, 2.0])
     # lambda 0: one-step targets
-    np.testing.assert_allclose(maicq.lambda_returns(r, zero, v, ones, 0.5, 0.0)[:, 0],
+    np.testing.assert_allclose(RETURNS(r, zero, v, ones, 0.5, 0.0)[:, 0],
                                [6.0, 12.0, 18.0])
 
 
