@@ -87,7 +87,8 @@ def _values():
     q_tgt = np.zeros_like(q)
     q_tgt[1, 0] = [[2.0, 6.0, 0.0], [0.0, 4.0, 0.0]]  # next of window 0 step 0; recorded (1, 1)
     q_tgt[2, 0] = [[2.0, 6.0, 0.0], [4.0, 0.0, 0.0]]  # next of window 0 step 1 (out of window)
-    logits = np.zeros_like(q)  # uniform policy over the two legal actions
+    logits = np.zeros_like(q)  # uniform policy over the two legal actions, except:
+    logits[0, 0, 0] = [LN3, 0.0, 0.0]  # agent 0 at window 0's step 0: pi = (3/4, 1/4)
     logits[2, 0, 0] = [LN3, 0.0, 0.0]  # agent 0 after window 0's last step: pi = (3/4, 1/4)
     return q, q_tgt, logits
 
@@ -108,15 +109,16 @@ def test_maicq_loss_by_hand():
     td = np.mean(np.square(np.array(q_tot) - [g00, g01, g10]))
     np.testing.assert_allclose(m["td_loss"], td, rtol=1e-6)
     np.testing.assert_allclose(m["critic_weight_max"], 1.0, rtol=1e-6)
-    # actor. Uniform pi: A_i = Q_i(a_i) - mean of the legal Q_i; the mixer's slopes (2, 1)
-    # give the credits k = (2/3, 1/3).
-    adv = np.array([[1.0 - 2.0, 0.0 - 1.0],    # w0 s0, agents 0 and 1
+    # actor. A_i = Q_i(a_i) - sum_a pi(a) Q_i(a) (pi uniform but for agent 0 at w0 s0, where the
+    # baseline is 3/4 * 1 + 1/4 * 3 = 1.5); the mixer's slopes (2, 1) give k = (2/3, 1/3).
+    adv = np.array([[1.0 - 1.5, 0.0 - 1.0],    # w0 s0, agents 0 and 1
                     [0.0 - 2.0, 2.0 - 1.0],    # w0 s1
                     [6.0 - 3.0, 1.0 - 1.0]])   # w1 s0
     e = np.exp(np.array([2.0, 1.0]) / 3.0 * adv / CONFIG.beta)
     u = e / e.mean(axis=0)  # normalised over the batch's three steps, per agent
     np.testing.assert_allclose(m["actor_weight_max"], u.max(), rtol=1e-5)
-    np.testing.assert_allclose(m["actor_loss"], np.mean(u * np.log(2.0)), rtol=1e-5)
+    logp_a = np.log([[0.75, 0.5], [0.5, 0.5], [0.5, 0.5]])  # recorded actions' probabilities
+    np.testing.assert_allclose(m["actor_loss"], -np.mean(u * logp_a), rtol=1e-5)
 
 
 def test_in_sample_weights_follow_exp_q_over_alpha():
