@@ -16,8 +16,9 @@ window (20 steps) and network (MLP 64 -> GRU 64 -> logits). Two numbers per side
   ``lax.scan`` after a warm-up call, compilation excluded; the best of ``--calls`` calls.
   OG-MARL: its own ``train_step``, caught as its last epoch scanned it.
 
-Each side runs ``--repeats`` times, alternating, and the best of each is kept (the machine may be
-shared: the load average at the start is printed). Prints a markdown table with the ratios marlvault / OG-MARL.
+Each side runs ``--repeats`` times, alternating, and the best of each is kept. Both clocks are
+reported: wall seconds, and CPU seconds of the process (all its threads; steadier than wall time
+when the machine is shared: the load average at the start is printed). Prints a markdown table with the ratios marlvault / OG-MARL.
 
 The one-row vault: ``--vault PATH`` (``B == 1``, e.g. from ``marlvault vault export SRC DEST
 --layout og-marl``) or, by default, random RWARE-tiny-2ag-shaped data (``bench/offline_sps.py``'s
@@ -86,9 +87,9 @@ def _dataset(entry, config, path: str) -> OfflineDataset:
                                               mode="memory", need_state=needs.need_state))
 
 
-def marlvault_as_run(peer: Peer, path: str, epochs: int, steps: int) -> float:
-    """Seconds of a run as ``offline/train.py`` trains (evaluations left out)."""
-    start = time.perf_counter()
+def marlvault_as_run(peer: Peer, path: str, epochs: int, steps: int) -> tuple[float, float]:
+    """Wall and CPU seconds of a run as ``offline/train.py`` trains (evaluations left out)."""
+    start, cpu = time.perf_counter(), time.process_time()
     entry, config = _config(peer)
     ds = _dataset(entry, config, path)
     algo = entry.make(config, ds.spec)
@@ -100,24 +101,25 @@ def marlvault_as_run(peer: Peer, path: str, epochs: int, steps: int) -> float:
         key, run_key = jax.random.split(key)
         state, metrics = run(state, data, run_key)
         jax.block_until_ready((state, metrics))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def marlvault_work(peer: Peer, path: str, updates: int, calls: int) -> float:
-    """Seconds of ``updates`` updates in one jitted scan after a warm-up call (best of
-    ``calls`` calls)."""
+def marlvault_work(peer: Peer, path: str, updates: int, calls: int) -> tuple[float, float]:
+    """Wall and CPU seconds of ``updates`` updates in one jitted scan after a warm-up call (the
+    best of ``calls`` calls of each)."""
     entry, config = _config(peer)
     ds = _dataset(entry, config, path)
     algo = entry.make(config, ds.spec)
     run = jax.jit(make_scan_train(algo, ds.sampler(algo.batch_size), updates))
     data, state = ds.device_data(), algo.init(jax.random.key(0))
     state, _ = jax.block_until_ready(run(state, data, jax.random.key(1)))
-    best = math.inf
+    best, best_cpu = math.inf, math.inf
     for call in range(calls):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         state, _ = jax.block_until_ready(run(state, data, jax.random.key(2 + call)))
         best = min(best, time.perf_counter() - start)
-    return best
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return best, best_cpu
 
 
 def ogmarl_run(python: str, system: str, npz: str, workdir: str, args) -> dict:
@@ -162,8 +164,19 @@ def write_peer_data(path: str, npz: str) -> tuple[int, int]:
     return rows, steps
 
 
-def _best(times: list[float], updates: int) -> float:
-    return updates / min(times)
+def _rates(times: list[tuple[float, float]], updates: int) -> tuple[float, float]:
+    """Updates per wall second and per CPU second, each from its best run."""
+    return updates / min(t[0] for t in times), updates / min(t[1] for t in times)
+
+
+def _row(name: str, mv: tuple | None, og: tuple) -> str:
+    cells = [name]
+    for i in range(2):
+        if mv is None:
+            cells += ["(not in marlvault)", f"{og[i]:,.0f}", ""]
+        else:
+            cells += [f"{mv[i]:,.0f}", f"{og[i]:,.0f}", f"{mv[i] / og[i]:.2f}x"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def compare(name: str, peer: Peer, path: str, npz: str, tmp: str, args) -> str:
@@ -175,18 +188,18 @@ def compare(name: str, peer: Peer, path: str, npz: str, tmp: str, args) -> str:
             mv_work.append(marlvault_work(peer, path, args.updates, args.calls))
         side = ogmarl_run(args.ogmarl_python, peer.ogmarl_system, npz,
                           tempfile.mkdtemp(dir=tmp), args)
-        og_run.append(side["as_run_s"])
-        og_work.append(side["work_s"])
+        og_run.append((side["as_run_s"], side["as_run_cpu_s"]))
+        og_work.append((side["work_s"], side["work_cpu_s"]))
         if rep == 0:
             print(f"<!-- OG-MARL side: {json.dumps(side['versions'])} -->", file=sys.stderr)
     total = args.epochs * args.steps_per_epoch
-    og = (_best(og_run, total), _best(og_work, args.updates))
-    if not have:
-        return (f"| {name} | (not in marlvault) | {og[0]:,.0f} | | (not in marlvault) | "
-                f"{og[1]:,.0f} | |")
-    mv = (_best(mv_run, total), _best(mv_work, args.updates))
-    return (f"| {name} | {mv[0]:,.0f} | {og[0]:,.0f} | {mv[0] / og[0]:.2f}x | {mv[1]:,.0f} | "
-            f"{og[1]:,.0f} | {mv[1] / og[1]:.2f}x |")
+    og_run, og_work = _rates(og_run, total), _rates(og_work, args.updates)
+    mv_run = _rates(mv_run, total) if have else None
+    mv_work = _rates(mv_work, args.updates) if have else None
+    return "\n".join([
+        _row(f"{name}, wall", mv_run and (mv_run[0], mv_work[0]), (og_run[0], og_work[0])),
+        _row(f"{name}, CPU", mv_run and (mv_run[1], mv_work[1]), (og_run[1], og_work[1])),
+    ])
 
 
 def main() -> None:
@@ -217,8 +230,8 @@ def main() -> None:
               f"{args.epochs} x {args.steps_per_epoch} updates, best of {args.repeats}  update "
               f"work: best of {args.repeats} x {args.calls} calls of {args.updates} updates  "
               f"load average at start: {os.getloadavg()[0]:.1f}\n")
-        print("| system | marlvault as run (updates/s) | OG-MARL as run | ratio | marlvault "
-              "update work (updates/s) | OG-MARL update work | ratio |")
+        print("| system, clock | marlvault as run (updates/s) | OG-MARL as run | ratio | "
+              "marlvault update work (updates/s) | OG-MARL update work | ratio |")
         print("|---|---|---|---|---|---|---|")
         for name in args.systems:
             print(compare(name, PEERS[name], path, npz, tmp, args), flush=True)
