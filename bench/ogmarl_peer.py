@@ -24,7 +24,7 @@ The one-row vault: ``--vault PATH`` (``B == 1``, e.g. from ``marlvault vault exp
 --layout og-marl``) or, by default, random RWARE-tiny-2ag-shaped data (``bench/offline_sps.py``'s
 ``make_tree``; N=2, 66 obs, 5 actions, state 132, 500-step episodes) of ``--steps`` steps.
 
-Usage (OG-MARL set up as in docs/BENCHMARKS.md, "marlvault against OG-MARL")::
+Usage (OG-MARL set up as in docs/BENCHMARKS.md, "Against OG-MARL's JAX BC")::
 
     .venv/bin/python bench/ogmarl_peer.py --ogmarl-python /work/ogmarl-venv/bin/python
 """
@@ -72,7 +72,10 @@ PEERS = {
     "bc": Peer("bc", {"recurrent": True, **MATCHED}, "bc"),
     "maicq": Peer("maicq", dict(MATCHED), "maicq"),
 }
-"""Add a comparison here; one whose marlvault algorithm is not registered runs OG-MARL only."""
+"""Add a comparison here; one whose marlvault algorithm is not registered runs OG-MARL only.
+OG-MARL's MAICQ defaults besides these: critic MLP 64 -> GRU 64, mixer embedding 32 and
+hypernetwork 64, target update rate 0.005, discount 0.99, advantage beta 0.1, target beta 1e3;
+give marlvault's MAICQ the matching fields here once it is registered."""
 
 
 def _config(peer: Peer):
