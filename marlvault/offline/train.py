@@ -323,7 +323,7 @@ def _train_loop(algorithm: Algorithm, dataset: OfflineDataset, evaluate: Any, co
     updater = _Updater(algorithm, dataset, arch.seed)
     key = jax.random.key(arch.seed)
     key, init_key = jax.random.split(key)
-    state, done = algorithm.init(init_key), 0
+    state, done = jax.jit(algorithm.init)(init_key), 0  # eager: one compile per op
     timed = [0, 0.0]  # updates and seconds of the blocks after the first (no compilation)
     for block in range(blocks):
         num = total // blocks + (1 if block < total % blocks else 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from marlvault.errors import DatasetError
 from marlvault.offline import bc, iql_cql, qmix_cql, value
 from marlvault.offline import dataset as ds
 from marlvault.offline.common import make_scan_train
+from marlvault.offline.train import ALGORITHMS
 
 from .helpers import synthetic_tree
 
@@ -87,3 +90,20 @@ def test_cql_penalty_ignores_illegal_actions():
     # the double-Q arg-max skips the illegal action too
     v = value.double_q_next(q, q * 10, legal)
     np.testing.assert_allclose(v, [20.0])
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_jitted_init_equals_eager_init(name):
+    """The trainer initialises under ``jit`` (eagerly, every op is compiled on its own); the
+    state is the same, bit for bit."""
+    entry = ALGORITHMS[name]
+    fields = {f.name for f in dataclasses.fields(entry.config)}
+    config = entry.config(**{k: v for k, v in TINY.items() if k in fields})
+    tree = synthetic_tree()
+    spec = ds.spec_from_tree(tree, "<test>", tree["observations"].shape[1], True,
+                             entry.data_needs(config).need_state)
+    algo = entry.make(config, spec)
+    eager, jitted = algo.init(jax.random.key(0)), jax.jit(algo.init)(jax.random.key(0))
+    assert jax.tree.structure(eager) == jax.tree.structure(jitted)
+    for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
