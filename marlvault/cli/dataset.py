@@ -47,6 +47,9 @@ def build_command(
     seed: int = typer.Option(0, "--seed", help="seed of training, scoring and recording"),
     source: str = typer.Option("marlvault", "--source",
                                help="first folder of the layout <source>/<env>/<scenario>.vlt"),
+    layout: str = typer.Option("og-marl", "--layout",
+                               help="og-marl (one row of complete episodes, no padding) or rows "
+                                    "(one row per parallel environment, as recorded)"),
     overrides: list[str] = typer.Argument(
         None, help="training overrides KEY=VALUE (see marlvault train ippo --help)",
         show_default=False),
@@ -57,7 +60,8 @@ def build_command(
     cfg = SuiteConfig(env=env, scenario=scenario, out=out, system=system,
                       levels=_levels(levels), episodes=episodes, from_run=from_run,
                       eval_episodes=eval_episodes, mode=mode, epsilon=epsilon, seed=seed,
-                      source=source, overrides=tuple(overrides or ()))  # fmt: skip
+                      source=source, layout=layout,
+                      overrides=tuple(overrides or ()))  # fmt: skip
     result = build_suite(cfg, log=typer.echo)
     typer.echo("\nlevel    episodes  mean return ± 95% CI   vault")
     for level, entry in result.levels.items():

@@ -77,6 +77,9 @@ class SuiteConfig:
     """Seed of training, scoring and recording."""
     source: str = "marlvault"
     """First folder of OG-MARL's layout ``<source>/<env>/<scenario>.vlt/<Level>``."""
+    layout: str = "og-marl"
+    """``og-marl`` (one row of complete episodes, no padding) or ``rows`` (as recorded: one row
+    per parallel environment)."""
     overrides: tuple[str, ...] = ()
     """``KEY=VALUE`` training overrides (``marlvault train <system> --help``)."""
 
@@ -89,6 +92,9 @@ class SuiteConfig:
         if self.system not in SYSTEMS:
             raise ConfigError(f"--system: expected one of {', '.join(SYSTEMS)}, found "
                               f"{self.system!r}; fix: --system ippo")
+        if self.layout not in ("og-marl", "rows"):
+            raise ConfigError(f"--layout: expected og-marl or rows, found {self.layout!r}; fix: "
+                              "--layout og-marl (what OG-MARL's code reads)")
         if self.mode not in ("sampled", "greedy"):
             raise ConfigError(f"--mode: expected sampled or greedy, found {self.mode!r}")
         for name, ok, want in (("episodes", self.episodes >= 1, ">= 1"),
@@ -122,7 +128,7 @@ class SuiteConfig:
                  "--system", self.system, "--levels", ",".join(self.levels),
                  "--episodes", str(self.episodes), "--eval-episodes", str(self.eval_episodes),
                  "--mode", self.mode, "--epsilon", f"{self.epsilon:g}", "--seed", str(self.seed),
-                 "--source", self.source]  # fmt: skip
+                 "--source", self.source, "--layout", self.layout]  # fmt: skip
         if self.from_run:
             parts += ["--from-run", self.from_run]
         return " ".join([*parts, *self.overrides])
@@ -338,13 +344,19 @@ def _record_level(cfg: SuiteConfig, level: str, pick: dict[str, Any], index: int
     shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted build: ours, unfinished
     shutil.rmtree(final, ignore_errors=True)
     random_level = pick["tag"] == RANDOM
+    one_row = cfg.layout == "og-marl"  # recorded in parallel rows, then laid end to end
     rollout = RolloutConfig(
-        checkpoint=pick["checkpoint"], episodes=cfg.episodes, path=str(staging / "data.vlt" / "v"),
+        checkpoint=pick["checkpoint"], episodes=cfg.episodes,
+        path=str(staging / "data.vlt" / "v") if one_row else str(final),
         mode=cfg.mode, epsilon=1.0 if random_level else cfg.epsilon,
         seed=cfg.seed + 1000 * (index + 1))  # fmt: skip
     t0 = time.perf_counter()
-    record_policy(rollout)
-    prov = export(rollout.path, str(final), layout="og-marl")
+    recorded = record_policy(rollout)
+    if one_row:
+        prov = export(rollout.path, str(final), layout="og-marl")
+    else:
+        prov = {"episodes": recorded.episodes, "transitions": recorded.stats.num_rows
+                * recorded.stats.num_steps}  # fmt: skip
     shutil.rmtree(staging, ignore_errors=True)
     return {"vault": str(final.relative_to(cfg.root)), "checkpoint": pick["tag"],
             "checkpoint_path": pick["checkpoint_rel"], "step": pick["step"],
@@ -386,8 +398,11 @@ def check_level(cfg: SuiteConfig, level: str, entry: dict[str, Any]) -> None:
     problems = list(report.problems)
     if not problems:
         stats = level_stats(path)
-        if stats["rows"] != 1 or stats["complete"] != entry["episodes"] or stats["incomplete"]:
-            problems.append(f"expected 1 row and {entry['episodes']} complete episodes, found "
+        rows_ok = stats["rows"] == 1 or cfg.layout == "rows"
+        padded = stats["incomplete"] and cfg.layout == "og-marl"  # rows keep their open tails
+        if not rows_ok or stats["complete"] != entry["episodes"] or padded:
+            problems.append(f"expected {'1 row and ' if cfg.layout == 'og-marl' else ''}"
+                            f"{entry['episodes']} complete episodes, found "
                             f"{stats['rows']} rows, {stats['complete']} complete and "
                             f"{stats['incomplete']} incomplete")
     if problems:
@@ -454,9 +469,10 @@ def _card_text(cfg: SuiteConfig, m: dict[str, Any]) -> str:
     for level in cfg.levels:
         lines.append(f"| record {level} | {m['levels'][level]['wall_s']:.1f} |")
     rel = f"{cfg.source}/{cfg.env}"
+    shape = ("a one-row vault without padding (OG-MARL's layout)" if cfg.layout == "og-marl"
+             else "a vault of parallel rows, one per environment, as recorded")
     lines += ["", "## Reading it", "",
-              "Each level is a one-row vault without padding (OG-MARL's layout). With flashbax, "
-              "as OG-MARL's loaders do:", "", "```python",
+              f"Each level is {shape}. With flashbax, as OG-MARL's loaders do:", "", "```python",
               "from flashbax.vault import Vault",
               f"vault = Vault(vault_name=\"{cfg.scenario}.vlt\", rel_dir=\"{cfg.out}/{rel}\", "
               "vault_uid=\"Good\")", "```", "",

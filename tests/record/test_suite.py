@@ -111,6 +111,16 @@ def test_suite_survives_sigkill_and_reads_like_og_marl(tmp_path):
     assert manifest["command"] in card and (out / "returns.png").stat().st_size > 10_000
     assert f"{means['good']:.3f}" in card
 
+    # --from-run reuses the kept checkpoints; --layout rows keeps the recording's parallel rows
+    rows = tmp_path / "rows"
+    res = CliRunner().invoke(app, ["dataset", "build", *TASK, "--out", str(rows), "--levels",
+                                   "good", "--episodes", "24", "--eval-episodes", "8",
+                                   "--layout", "rows", "--from-run", str(out / "training")])
+    assert res.exit_code == 0, res.output
+    entry = json.loads((rows / "suite.json").read_text())["levels"]["good"]
+    assert entry["checkpoint"] == manifest["levels"]["good"]["checkpoint"]
+    assert entry["stats"]["rows"] == 24 and entry["stats"]["complete"] >= 24
+
 
 def test_bad_input_is_refused_and_nothing_is_overwritten(tmp_path):
     runner = CliRunner()
