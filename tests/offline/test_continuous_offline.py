@@ -19,7 +19,7 @@ import pytest
 from marlvault.errors import DatasetError
 from marlvault.offline import actor_critic as ac
 from marlvault.offline import dataset as ds
-from marlvault.offline import iddpg_bc
+from marlvault.offline import iddpg_bc, omar
 from marlvault.offline.common import make_scan_train
 from marlvault.offline.train import ALGORITHMS, load_config, open_dataset
 from marlvault.offline.windows import SequenceBatch
@@ -31,7 +31,7 @@ fbx_vault = pytest.importorskip("flashbax.vault.vault")
 from flashbax.buffers.trajectory_buffer import TrajectoryBufferState  # noqa: E402
 
 B, T, N, O, A, S = 2, 24, 2, 3, 2, 4  # noqa: E741
-CONTINUOUS = ["iddpg-bc", "iddpg-cql"]
+CONTINUOUS = ["iddpg-bc", "iddpg-cql", "omar"]
 TINY = {"hidden": (8,), "rnn_size": 8, "critic_hidden": (16,), "seq_len": 3, "batch_size": 4,
         "num_updates": 5}
 EXTRA = {"iddpg-cql": {"num_ood_actions": 2}, "maddpg-cql": {"num_ood_actions": 2},
@@ -151,6 +151,36 @@ def test_td3_bc_actor_loss_by_hand_and_lambda_carries_no_gradient():
     np.testing.assert_allclose(float(loss), -lam * (2.0 - 6.0) / 2 + bc, rtol=1e-6)
     grad = jax.grad(lambda q: iddpg_bc.td3_bc_actor_loss(pi, q, data, mask, 2.5)[0])(q1)
     np.testing.assert_allclose(grad, jnp.full_like(q1, -lam / 2), rtol=1e-6)
+
+
+# --- OMAR ----------------------------------------------------------------------------------------
+def test_zeroth_order_search_returns_the_best_sampled_action_on_a_quadratic():
+    c = jnp.array([[0.3, -0.6], [-0.2, 0.9]])  # [points=2, A=2] optimum of each point
+
+    def q(a):  # [M, 2, 2] -> [M, 2]
+        return -jnp.sum(jnp.square(a - c), axis=-1)
+
+    key = jax.random.key(5)
+    best, best_q = omar.zeroth_order_search(q, key, c.shape, iters=1, samples=16, elites=4,
+                                            sigma=1.0)
+    cand = jnp.clip(jax.random.normal(jax.random.split(key, 1)[0], (16, *c.shape)), -1.0, 1.0)
+    idx = np.argmax(np.asarray(q(cand)), axis=0)  # by hand: the best of the 16 samples
+    np.testing.assert_allclose(best, np.asarray(cand)[idx, np.arange(2)])
+    np.testing.assert_allclose(best_q, np.asarray(q(cand)).max(axis=0), rtol=1e-6)
+    refined, _ = omar.zeroth_order_search(q, key, c.shape, iters=5, samples=64, elites=8,
+                                          sigma=1.0)
+    np.testing.assert_allclose(refined, c, atol=0.01)  # the search converges on the optimum
+
+
+def test_omar_actor_loss_pulls_to_the_searched_action_only_when_it_is_better():
+    pi = jnp.array([[[[0.0]], [[0.5]]]])  # [L=1, K=2, N=1, A=1]
+    q1 = jnp.array([[[1.0], [2.0]]])
+    searched = jnp.array([[[[1.0]], [[-1.0]]]])
+    searched_q = jnp.array([[[3.0], [0.0]]])  # better for the first window only
+    loss, m = omar.omar_actor_loss(pi, q1, searched, searched_q, jnp.ones((1, 2)), coe=0.7)
+    pull = ((0.0 - 1.0) ** 2 + 0.0) / 2  # the second keeps its own action: no pull
+    np.testing.assert_allclose(float(loss), 0.7 * pull - 0.3 * 1.5, rtol=1e-6)
+    assert float(m["searched_better"]) == 0.5
 
 
 # --- refusals and training -------------------------------------------------------------------
