@@ -31,7 +31,17 @@ from marlvault import config as cfg
 from marlvault.errors import ConfigError, DatasetError
 from marlvault.evaluation import summarise
 from marlvault.logging import RunInfo
-from marlvault.offline import bc, iddpg_bc, iddpg_cql, iql_bcq, iql_cql, omar, qmix_bcq, qmix_cql
+from marlvault.offline import (
+    bc,
+    iddpg_bc,
+    iddpg_cql,
+    iql_bcq,
+    iql_cql,
+    maddpg_cql,
+    omar,
+    qmix_bcq,
+    qmix_cql,
+)
 from marlvault.offline.common import Algorithm, AlgorithmEntry, make_scan_train
 from marlvault.offline.dataset import MODES, DatasetConfig, OfflineDataset
 from marlvault.offline.evaluate import make_evaluator
@@ -40,7 +50,7 @@ from marlvault.run import LoggerConfig, RunSession
 ALGORITHMS: dict[str, AlgorithmEntry] = {
     e.name: e for e in (
         bc.ENTRY, iql_cql.ENTRY, qmix_cql.ENTRY, iql_bcq.ENTRY, qmix_bcq.ENTRY,
-        iddpg_bc.ENTRY, iddpg_cql.ENTRY, omar.ENTRY,
+        iddpg_bc.ENTRY, iddpg_cql.ENTRY, maddpg_cql.ENTRY, omar.ENTRY,
     )
 }
 """The registry: a new algorithm is one module ending in ``ENTRY = AlgorithmEntry(...)``, listed

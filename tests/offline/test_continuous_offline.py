@@ -31,7 +31,7 @@ fbx_vault = pytest.importorskip("flashbax.vault.vault")
 from flashbax.buffers.trajectory_buffer import TrajectoryBufferState  # noqa: E402
 
 B, T, N, O, A, S = 2, 24, 2, 3, 2, 4  # noqa: E741
-CONTINUOUS = ["iddpg-bc", "iddpg-cql", "omar"]
+CONTINUOUS = ["iddpg-bc", "iddpg-cql", "maddpg-cql", "omar"]
 TINY = {"hidden": (8,), "rnn_size": 8, "critic_hidden": (16,), "seq_len": 3, "batch_size": 4,
         "num_updates": 5}
 EXTRA = {"iddpg-cql": {"num_ood_actions": 2}, "maddpg-cql": {"num_ood_actions": 2},
@@ -197,6 +197,18 @@ def test_discrete_data_is_refused_with_the_fix(algo, tmp_path):
     spec = ds.spec_from_tree(tree, "<test>", T, True)
     with pytest.raises(DatasetError, match="fix: train a discrete-action algorithm"):
         ALGORITHMS[algo].make(ALGORITHMS[algo].config(), spec)
+
+
+def test_maddpg_needs_the_global_state(tmp_path):
+    tree = og_marl_tree()
+    del tree["infos"]
+    path = str(tmp_path / "nostate.vlt")
+    with Vault.create(path, tree) as vault:
+        vault.append(tree)
+        vault.flush()
+    with pytest.raises(DatasetError, match=r"maddpg-cql needs the global state 'infos.state'.*"
+                                           r"record with an environment that provides a state"):
+        open_dataset("maddpg-cql", load_config("maddpg-cql", [f"vault={path}"]))
 
 
 @pytest.mark.parametrize("algo", CONTINUOUS)
