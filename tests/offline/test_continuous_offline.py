@@ -20,7 +20,6 @@ from marlvault.errors import DatasetError
 from marlvault.offline import actor_critic as ac
 from marlvault.offline import dataset as ds
 from marlvault.offline import iddpg_bc, omar
-from marlvault.offline.common import make_scan_train
 from marlvault.offline.train import ALGORITHMS, load_config, open_dataset
 from marlvault.offline.windows import SequenceBatch
 from marlvault.vault.vault import Vault
@@ -33,7 +32,7 @@ from flashbax.buffers.trajectory_buffer import TrajectoryBufferState  # noqa: E4
 B, T, N, O, A, S = 2, 24, 2, 3, 2, 4  # noqa: E741
 CONTINUOUS = ["iddpg-bc", "iddpg-cql", "maddpg-cql", "omar"]
 TINY = {"hidden": (8,), "rnn_size": 8, "critic_hidden": (16,), "seq_len": 3, "batch_size": 4,
-        "num_updates": 5}
+        "num_updates": 3}
 EXTRA = {"iddpg-cql": {"num_ood_actions": 2}, "maddpg-cql": {"num_ood_actions": 2},
          "omar": {"num_ood_actions": 2, "search_iters": 2, "search_samples": 3,
                   "search_elites": 2}}
@@ -113,12 +112,13 @@ def test_td_targets_stop_at_terminals_not_truncations_and_masked_steps_are_left_
 def test_continuous_cql_penalty_is_the_importance_sampled_log_sum_exp_by_hand():
     q_s = jnp.array([1.0, 2.0, -1.0, 0.5])
     log_p = jnp.array([-2 * math.log(2.0)] * 2 + [0.3, -0.7])
-    got = ac.continuous_cql_penalty(q_s, log_p, jnp.array(0.25))
+    got = jax.jit(ac.continuous_cql_penalty)(q_s, log_p, jnp.array(0.25))
     by_hand = math.log(sum(math.exp(q - lp) for q, lp in zip(q_s.tolist(), log_p.tolist(),
                                                                 strict=True)) / 4) - 0.25
     np.testing.assert_allclose(float(got), by_hand, rtol=1e-6)
     pi = jnp.array([[0.2, -0.4]])  # [1, A=2]: 0.1-noise never reaches the bounds
-    actions, log_d = ac.cql_samples(jax.random.key(0), pi, 3, 0.1)
+    samples = jax.jit(ac.cql_samples, static_argnums=(2, 3))  # one compilation, not op by op
+    actions, log_d = samples(jax.random.key(0), pi, 3, 0.1)
     assert actions.shape == (6, 1, 2) and float(jnp.abs(actions).max()) <= 1.0
     np.testing.assert_allclose(log_d[:3], -2 * math.log(2.0))  # uniform in the unit box
     eps = (actions[3:] - pi) / 0.1
@@ -130,8 +130,9 @@ def test_continuous_cql_penalty_is_the_importance_sampled_log_sum_exp_by_hand():
     pi = jnp.array([[[[0.1]]], [[[-0.3]]]])  # [L=2, K=1, N=1, A=1]
     data = jnp.array([[[[0.5]]], [[[0.0]]]])
     mask = jnp.array([[1.0], [0.0]])
-    penalty, m = ac.cql_regulariser(q_fn, q_fn(data), pi, mask, jax.random.key(3), 4, 0.2, 5.0)
-    a, lp = ac.cql_samples(jax.random.key(3), pi, 4, 0.2)
+    penalty, m = jax.jit(lambda k: ac.cql_regulariser(q_fn, q_fn(data), pi, mask, k, 4, 0.2, 5.0))(
+        jax.random.key(3))
+    a, lp = samples(jax.random.key(3), pi, 4, 0.2)
     a, lp = np.asarray(a[:, 0, 0, 0, 0]), np.asarray(lp[:, 0, 0, 0])  # step 0 only (masked)
     gaps = [math.log(np.mean(np.exp(c * a - lp))) - c * 0.5 for c in (1.0, 2.0)]
     np.testing.assert_allclose(float(m["cql_loss"]), sum(gaps), rtol=1e-5)
@@ -161,14 +162,13 @@ def test_zeroth_order_search_returns_the_best_sampled_action_on_a_quadratic():
         return -jnp.sum(jnp.square(a - c), axis=-1)
 
     key = jax.random.key(5)
-    best, best_q = omar.zeroth_order_search(q, key, c.shape, iters=1, samples=16, elites=4,
-                                            sigma=1.0)
+    search = jax.jit(omar.zeroth_order_search, static_argnums=(0, 2, 3, 4, 5, 6))
+    best, best_q = search(q, key, c.shape, 1, 16, 4, 1.0)
     cand = jnp.clip(jax.random.normal(jax.random.split(key, 1)[0], (16, *c.shape)), -1.0, 1.0)
     idx = np.argmax(np.asarray(q(cand)), axis=0)  # by hand: the best of the 16 samples
     np.testing.assert_allclose(best, np.asarray(cand)[idx, np.arange(2)])
     np.testing.assert_allclose(best_q, np.asarray(q(cand)).max(axis=0), rtol=1e-6)
-    refined, _ = omar.zeroth_order_search(q, key, c.shape, iters=5, samples=64, elites=8,
-                                          sigma=1.0)
+    refined, _ = search(q, key, c.shape, 5, 64, 8, 1.0)
     np.testing.assert_allclose(refined, c, atol=0.01)  # the search converges on the optimum
 
 
@@ -218,13 +218,15 @@ def test_trains_a_few_updates_on_a_flashbax_og_marl_vault(algo, fbx_path):
     needs = entry.data_needs(config)
     dataset = ds.OfflineDataset(fbx_path, ds.DatasetConfig(
         seq_len=needs.seq_len, stride=needs.stride, need_state=needs.need_state,
-        continuous_ok=needs.continuous_ok, algorithm=algo))
+        continuous_ok=needs.continuous_ok, algorithm=algo, mode="stream", shuffle_windows=8))
     spec = dataset.spec
     assert spec.continuous and spec.bounds_assumed and not spec.has_legals
     algo_ = entry.make(config, spec)
-    run = jax.jit(make_scan_train(algo_, dataset.sampler(algo_.batch_size), config.num_updates))
-    state, metrics = run(algo_.init(jax.random.key(0)), dataset.device_data(), jax.random.key(1))
-    assert int(state.step) == config.num_updates
+    update = jax.jit(algo_.update)  # host batches: only the update compiles
+    state = jax.jit(algo_.init)(jax.random.key(0))
+    for _, batch in zip(range(3), dataset.batches(algo_.batch_size, seed=0), strict=False):
+        state, metrics = update(state, batch)
+    assert int(state.step) == 3
     assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
     obs = jnp.ones((3, N, spec.input_dim))
     hidden = algo_.init_hidden(3)
