@@ -18,7 +18,8 @@ Networks, as OG-MARL's continuous baselines build them:
 The bootstrap is per agent, ``y_t = r_t + gamma (1 - terminal_t) min_k Q'_k(o_{t+1},
 mu'(o_{t+1}))`` (a terminal stops it, a truncation does not; ``target_mask == 0`` steps give no
 TD error). Each update takes one critic step (both critics, their losses summed) and then one
-actor step against the updated critics; each algorithm supplies the critic regulariser (CQL, or
+actor step against the updated critics (the actor's gradient is the objective's gradient with
+respect to its actions, pulled back through one actor pass); each algorithm supplies the critic regulariser (CQL, or
 none) and the actor objective. The random numbers they need come from a key carried in the
 train state.
 
@@ -35,6 +36,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from marlvault.config import MAX_WIDTH, require, require_range
 from marlvault.errors import DatasetError
@@ -304,8 +306,10 @@ def make_update_step(config: ActorCriticConfig, spec: DataSpec, parts: Parts):
         key, k_target, k_reg, k_actor = jax.random.split(state.key, 4)
         data = to_unit(batch.actions, low, high)
         y = target(state, batch, k_target)
-        pi = jax.lax.stop_gradient(
-            actor_sequence(nets, state.actor, batch.obs, config.rnn_size)[:-1])
+        # one actor pass serves the critic regulariser (no gradient) and the actor step (vjp)
+        pi, actor_vjp = jax.vjp(
+            lambda p: actor_sequence(nets, p, batch.obs, config.rnn_size)[:-1], state.actor)
+        pi = jax.lax.stop_gradient(pi)
 
         def critic_loss(critic: Any) -> tuple[Array, dict]:
             q_fn = q_at_steps(critic, batch, data)
@@ -319,13 +323,11 @@ def make_update_step(config: ActorCriticConfig, spec: DataSpec, parts: Parts):
         critic, critic_opt, c_metrics = gradient_step(critic_tx, critic_loss, state.critic,
                                                       state.critic_opt)
         q_fn = q_at_steps(critic, batch, data)
-
-        def actor_loss(actor: Any) -> tuple[Array, dict]:
-            pi_grad = actor_sequence(nets, actor, batch.obs, config.rnn_size)[:-1]
-            return parts.actor_objective(pi_grad, q_fn, data, batch.mask, k_actor)
-
-        actor, actor_opt, a_metrics = gradient_step(actor_tx, actor_loss, state.actor,
-                                                    state.actor_opt)
+        grad_pi, a_metrics = jax.grad(parts.actor_objective, has_aux=True)(
+            pi, q_fn, data, batch.mask, k_actor)
+        (grads,) = actor_vjp(grad_pi)  # chain rule through the actor
+        updates, actor_opt = actor_tx.update(grads, state.actor_opt, state.actor)
+        actor = optax.apply_updates(state.actor, updates)
         due = (state.step + 1) % parts.policy_delay == 0
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(due, n, o), new, old)  # noqa: E731
         actor, actor_opt = keep(actor, state.actor), keep(actor_opt, state.actor_opt)
