@@ -1,7 +1,8 @@
 """Pieces every offline algorithm shares: the registry entry, the algorithm bundle, masked means,
 recurrent acting and the jitted scan.
 
-Every algorithm module (``bc.py``, ``iql_cql.py``, ``qmix_cql.py``, ``*_bcq.py``) ends with
+Every algorithm module (``bc.py``, ``iql_cql.py``, ``qmix_cql.py``, ``*_bcq.py``, the continuous
+``iddpg_*.py``, ``maddpg_cql.py``, ``omar.py``) ends with
 ``ENTRY = AlgorithmEntry(name, Config, data_needs, make_algorithm)``: what its run config's
 ``system`` section is, which windows (and whether the global state) it trains on, and how to
 build its :class:`Algorithm` bundle. The trainer (``offline/train.py``) only talks to the entry
@@ -41,6 +42,7 @@ class DataNeeds(NamedTuple):
     stride: int  # steps between window starts (0 = seq_len)
     need_state: bool  # the vault must hold the global state ``infos.state``
     continuous_ok: bool = False  # it learns from continuous actions (B, T, N, A) too
+    discrete_ok: bool = True  # it learns from discrete actions (B, T, N) (False: continuous only)
 
 
 class Algorithm(NamedTuple):

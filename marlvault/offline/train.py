@@ -31,15 +31,28 @@ from marlvault import config as cfg
 from marlvault.errors import ConfigError, DatasetError
 from marlvault.evaluation import summarise
 from marlvault.logging import RunInfo
-from marlvault.offline import bc, iql_bcq, iql_cql, maicq, qmix_bcq, qmix_cql
+from marlvault.offline import (
+    bc,
+    iddpg_bc,
+    iddpg_cql,
+    iql_bcq,
+    iql_cql,
+    maddpg_cql,
+    maicq,
+    omar,
+    qmix_bcq,
+    qmix_cql,
+)
 from marlvault.offline.common import Algorithm, AlgorithmEntry, make_scan_train
 from marlvault.offline.dataset import MODES, DatasetConfig, OfflineDataset
 from marlvault.offline.evaluate import make_evaluator
 from marlvault.run import LoggerConfig, RunSession
 
 ALGORITHMS: dict[str, AlgorithmEntry] = {
-    e.name: e for e in (bc.ENTRY, iql_cql.ENTRY, qmix_cql.ENTRY, iql_bcq.ENTRY, qmix_bcq.ENTRY,
-                        maicq.ENTRY)
+    e.name: e for e in (
+        bc.ENTRY, iql_cql.ENTRY, qmix_cql.ENTRY, iql_bcq.ENTRY, qmix_bcq.ENTRY, maicq.ENTRY,
+        iddpg_bc.ENTRY, iddpg_cql.ENTRY, maddpg_cql.ENTRY, omar.ENTRY,
+    )
 }
 """The registry: a new algorithm is one module ending in ``ENTRY = AlgorithmEntry(...)``, listed
 here."""
@@ -182,7 +195,7 @@ def open_dataset(algo: str, config: Any) -> OfflineDataset:
             "data.vault: expected the path or URL of a vault, found none; fix: pass vault=PATH"
         )
     needs = _entry(algo).data_needs(config.system)
-    return OfflineDataset(config.data.vault, DatasetConfig(
+    dataset = OfflineDataset(config.data.vault, DatasetConfig(
         seq_len=needs.seq_len,
         stride=needs.stride,
         add_agent_ids=config.data.add_agent_ids,
@@ -194,6 +207,18 @@ def open_dataset(algo: str, config: Any) -> OfflineDataset:
         continuous_ok=needs.continuous_ok,
         algorithm=algo,
     ))
+    if not needs.discrete_ok and not dataset.spec.continuous:
+        raise DatasetError(
+            f"{dataset.path}: {algo} learns from continuous actions (B, T, N, A) float32, found "
+            f"discrete actions (B, T, N) ({dataset.spec.action_dim} choices); fix: train a "
+            f"discrete-action algorithm on this vault ({', '.join(discrete_algorithms())})"
+        )
+    return dataset
+
+
+def discrete_algorithms() -> list[str]:
+    """Names of the registered algorithms that learn from discrete actions."""
+    return [name for name, e in ALGORITHMS.items() if e.data_needs(e.config()).discrete_ok]
 
 
 def resolve_env(config: Any, dataset: OfflineDataset) -> Any:

@@ -200,7 +200,8 @@ def spec_from_tree(
                 f"{tuple(actions.shape[2:])}: continuous actions, which "
                 f"{algorithm or 'this algorithm'} cannot learn from (it takes "
                 "discrete actions (B, T, N)); fix: train `bc` on this vault (Gaussian behaviour "
-                "cloning), or a continuous-action offline algorithm when one is available"
+                "cloning), or a continuous-action offline algorithm (iddpg-bc, iddpg-cql, "
+                "maddpg-cql, omar)"
             )
         legals = None  # every action vector is allowed (a recorded all-ones mask is ignored)
         bounds, assumed = _continuous_bounds(metadata, path, int(actions.shape[3]))
@@ -218,8 +219,9 @@ def spec_from_tree(
         action_dim = int(np.max(actions, initial=0)) + 1
     if need_state and state is None:
         raise DatasetError(
-            f"{path}: QMIX needs the global state '{STATE}' (B, T, S), but the vault has "
-            "none; record with an environment that provides a state, or use iql-cql"
+            f"{path}: {algorithm or 'QMIX'} needs the global state '{STATE}' (B, T, S), but the "
+            "vault has none; record with an environment that provides a state, or use an "
+            "independent learner (iql-cql; iddpg-cql for continuous actions)"
         )
     return DataSpec(
         num_rows=int(obs.shape[0]),

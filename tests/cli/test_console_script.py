@@ -15,7 +15,7 @@ SCRIPT = Path(sys.executable).parent / "marlvault"
 
 USAGE_ERRORS = [
     (["nosuch"], "No such command 'nosuch'"),
-    (["offline", "train", "omar"], "No such command 'omar'"),
+    (["offline", "train", "nosuchalgo"], "No such command 'nosuchalgo'"),
     (["vault", "nosuch"], "No such command 'nosuch'"),
     (["envs", "--nosuchflag"], "No such option: --nosuchflag"),
     (["train", "ippo", "--nosuchflag"], "No such option: --nosuchflag"),
