@@ -84,7 +84,8 @@ class AlgorithmsGroup(TyperGroup):
 
 
 offline_app = typer.Typer(
-    help="Train offline MARL (BC, IQL+CQL, QMIX+CQL) from a vault and evaluate it online.",
+    help="Train offline MARL (OG-MARL's baselines: BC, IQL+CQL, QMIX+CQL, IQL+BCQ, QMIX+BCQ, "
+    "MAICQ, IDDPG+BC, IDDPG+CQL, MADDPG+CQL, OMAR) from a vault and evaluate it online.",
     no_args_is_help=True,
     add_completion=False,
 )

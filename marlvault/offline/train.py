@@ -111,8 +111,9 @@ class OfflineArchConfig:
     eval_epsilon: float = 0.0
     """Evaluation: probability of a random legal action per agent and step (0: none)."""
     eval_greedy: bool = True
-    """Evaluation: best legal action (``false``: sample from the learnt policy — BC's own
-    distribution, Boltzmann over Q-values for the Q-learners)."""
+    """Evaluation: the best action (``false``: sample: BC's and MAICQ's own distribution,
+    Boltzmann over Q-values for the Q-learners, Gaussian noise for the continuous
+    actor-critics)."""
 
     def __post_init__(self) -> None:
         cfg.require_range("arch", self, "num_evaluation", "num_eval_episodes",

@@ -1,4 +1,5 @@
-"""Value-learning pieces the offline Q-learners share (IQL+CQL, QMIX+CQL, IQL+BCQ, QMIX+BCQ).
+"""Value-learning pieces the discrete offline Q-learners share (IQL+CQL, QMIX+CQL, IQL+BCQ, QMIX+BCQ,
+MAICQ).
 
 Q-values along windows come from one :class:`~marlvault.networks.GRUActionNetwork` shared by all
 agents; the target network follows the online one by Polyak averaging; the bootstrap value is the

@@ -92,7 +92,7 @@ def test_cql_penalty_ignores_illegal_actions():
     np.testing.assert_allclose(v, [20.0])
 
 
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+@pytest.mark.parametrize("name", ["bc", "qmix-cql", "omar"])  # one of each network family
 def test_jitted_init_equals_eager_init(name):
     """The trainer initialises under ``jit`` (eagerly, every op is compiled on its own); the
     state is the same, bit for bit."""
@@ -100,10 +100,17 @@ def test_jitted_init_equals_eager_init(name):
     fields = {f.name for f in dataclasses.fields(entry.config)}
     config = entry.config(**{k: v for k, v in TINY.items() if k in fields})
     tree = synthetic_tree()
+    if not entry.data_needs(config).discrete_ok:  # continuous actions in [-1, 1], no legals
+        rng = np.random.default_rng(0)
+        tree["actions"] = rng.uniform(-1, 1, tree["infos"].pop("legals").shape).astype(np.float32)
+    needs = entry.data_needs(config)
     spec = ds.spec_from_tree(tree, "<test>", tree["observations"].shape[1], True,
-                             entry.data_needs(config).need_state)
+                             needs.need_state, continuous_ok=needs.continuous_ok)
     algo = entry.make(config, spec)
     eager, jitted = algo.init(jax.random.key(0)), jax.jit(algo.init)(jax.random.key(0))
     assert jax.tree.structure(eager) == jax.tree.structure(jitted)
+    def plain(x):  # typed PRNG keys (OMAR's search key) compare by their bits
+        return jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+
     for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(np.asarray(plain(a)), np.asarray(plain(b)))
