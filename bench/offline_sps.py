@@ -1,17 +1,19 @@
 """Offline training speed: updates per second of each algorithm, in memory and streaming.
 
 Writes a vault of random RWARE-tiny-2ag-shaped data (N=2 agents, 66 obs, 5 actions, state 132,
-500-step episodes; ``--rows`` x ``--steps``), then for every registered discrete algorithm
-(``marlvault.offline.train.ALGORITHMS``: BC feed-forward and recurrent, IQL+CQL, QMIX+CQL,
-IQL+BCQ, QMIX+BCQ) at its default batch size and sequence length times ``--updates`` updates
-after a warm-up (compilation excluded):
+500-step episodes; ``--rows`` x ``--steps``) and its continuous twin (the same, with 5 float
+actions in [-1, 1] and no legal masks), then for every registered algorithm
+(``marlvault.offline.train.ALGORITHMS``: BC feed-forward and recurrent on both, the discrete
+Q-learners and MAICQ on the discrete vault, the continuous actor-critics on the continuous one)
+at its default batch size and sequence length times ``--updates`` updates after a warm-up
+(compilation excluded):
 
 * memory: the whole dataset on the device, ``--updates`` updates sampled inside one ``lax.scan``;
 * stream: ``Vault.iter_chunks`` -> windows -> shuffle buffer -> host batches -> jitted update.
 
 Prints a markdown table. Usage::
 
-    .venv/bin/python bench/offline_sps.py [--rows 16] [--steps 4000] [--updates 200]
+    .venv/bin/python bench/offline_sps.py [--rows 16] [--steps 4000] [--updates 200] [--only omar]
 """
 
 from __future__ import annotations
@@ -32,11 +34,17 @@ from marlvault.vault.vault import Vault
 N, O, A, S, EPISODE = 2, 66, 5, 132, 500  # noqa: E741
 
 
-def make_tree(rows: int, steps: int, seed: int = 0) -> dict:
-    """Random data in the OG-MARL schema, truncated every ``EPISODE`` steps."""
+def make_tree(rows: int, steps: int, seed: int = 0, continuous: bool = False) -> dict:
+    """Random data in the OG-MARL schema, truncated every ``EPISODE`` steps (``continuous``:
+    float actions ``[rows, steps, N, A]`` in [-1, 1] and no ``infos.legals``)."""
     rng = np.random.default_rng(seed)
     trunc = np.zeros((rows, steps, N), np.float32)
     trunc[:, EPISODE - 1 :: EPISODE] = 1.0
+    if continuous:
+        tree = make_tree(rows, steps, seed)
+        tree["actions"] = rng.uniform(-1, 1, (rows, steps, N, A)).astype(np.float32)
+        del tree["infos"]["legals"]
+        return tree
     return {
         "observations": rng.random((rows, steps, N, O), np.float32),
         "actions": rng.integers(0, A, (rows, steps, N)).astype(np.int32),
@@ -48,18 +56,18 @@ def make_tree(rows: int, steps: int, seed: int = 0) -> dict:
     }
 
 
-def cases() -> dict[str, tuple[AlgorithmEntry, object]]:
-    """Every registered discrete-action algorithm at its defaults (BC also recurrent); the
-    continuous-only ones (``discrete_ok=False``) need float actions and are not benchmarked here."""
-    out: dict[str, tuple[AlgorithmEntry, object]] = {}
+def cases() -> dict[str, tuple[AlgorithmEntry, object, bool]]:
+    """``label -> (entry, config, continuous data)``: every registered algorithm at its defaults
+    (BC feed-forward and recurrent, on discrete and on continuous data)."""
+    out: dict[str, tuple[AlgorithmEntry, object, bool]] = {}
     for name, entry in ALGORITHMS.items():
-        if not entry.data_needs(entry.config()).discrete_ok:
-            continue
         if name == "bc":
-            out["bc (ff)"] = (entry, entry.config())
-            out["bc (gru)"] = (entry, entry.config(recurrent=True))
+            for cont in (False, True):
+                kind = "continuous" if cont else "discrete"
+                out[f"bc (ff, {kind})"] = (entry, entry.config(), cont)
+                out[f"bc (gru, {kind})"] = (entry, entry.config(recurrent=True), cont)
         else:
-            out[name] = (entry, entry.config())
+            out[name] = (entry, entry.config(), not entry.data_needs(entry.config()).discrete_ok)
     return out
 
 
@@ -67,6 +75,7 @@ def _dataset(entry: AlgorithmEntry, config, path: str, mode: str) -> OfflineData
     needs = entry.data_needs(config)
     return OfflineDataset(path, DatasetConfig(
         seq_len=needs.seq_len, stride=needs.stride, mode=mode, need_state=needs.need_state,
+        continuous_ok=needs.continuous_ok,
         **({"shuffle_windows": 4096} if mode == "stream" else {}),
     ))  # fmt: skip
 
@@ -103,22 +112,29 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--updates", type=int, default=200)
+    parser.add_argument("--only", nargs="+", help="algorithm names (default: all registered)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = str(Path(tmp) / "bench.vlt")
-        tree = make_tree(args.rows, args.steps)
-        with Vault.create(path, tree) as vault:
-            vault.append(tree)
-        print(f"device: {jax.devices()[0].device_kind}  vault: {args.rows} rows x {args.steps} "
+        paths = {}
+        for cont in (False, True):
+            paths[cont] = str(Path(tmp) / f"bench-{'cont' if cont else 'disc'}.vlt")
+            tree = make_tree(args.rows, args.steps, continuous=cont)
+            with Vault.create(paths[cont], tree) as vault:
+                vault.append(tree)
+        print(f"device: {jax.devices()[0].device_kind}  vaults: {args.rows} rows x {args.steps} "
               f"steps, {sum(x.nbytes for x in jax.tree.leaves(tree)) / 2**20:.0f} MiB decoded  "
               f"updates timed: {args.updates}\n")
-        print("| algorithm | batch (windows x steps) | memory updates/s | stream updates/s |")
-        print("|---|---|---|---|")
-        for name, (entry, config) in cases().items():
+        print("| algorithm | batch (windows x steps) | memory updates/s | stream updates/s | "
+              "stream / memory |")
+        print("|---|---|---|---|---|")
+        for name, (entry, config, cont) in cases().items():
+            if args.only and entry.name not in args.only:
+                continue
+            path = paths[cont]
             mem, algo = bench_memory(entry, config, path, args.updates)
             stream = bench_stream(entry, config, path, args.updates)
-            print(f"| {name} | {algo.batch_size} x {algo.seq_len} | {mem:,.1f} | {stream:,.1f} |",
-                  flush=True)
+            print(f"| {name} | {algo.batch_size} x {algo.seq_len} | {mem:,.1f} | {stream:,.1f} | "
+                  f"{stream / mem:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
