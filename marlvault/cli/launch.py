@@ -29,5 +29,6 @@ def launch_command(
 
 def register(app: typer.Typer) -> None:
     app.command("launch", help=_HELP, short_help="Run a command as N local processes.",
+                options_metavar="[OPTIONS] -- COMMAND [ARGS]...",
                 context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
         launch_command)  # fmt: skip
