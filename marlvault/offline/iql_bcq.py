@@ -32,7 +32,6 @@ from marlvault.offline.common import (
     Algorithm,
     AlgorithmEntry,
     DataNeeds,
-    gradient_step,
     init_gru_network,
     masked_mean,
 )
@@ -44,9 +43,9 @@ from marlvault.offline.value import (
     bcq_allowed,
     double_q_next,
     independent_td,
-    polyak,
     q_network,
     q_sequence,
+    target_step,
 )
 from marlvault.optim import make_optimiser
 
@@ -111,9 +110,7 @@ def make_update_step(config: Config, spec: DataSpec):
             return iql_bcq_loss(q_all, q_target_all, bc_all, batch, config.gamma,
                                 config.threshold, config.bc_weight)
 
-        params, opt_state, metrics = gradient_step(tx, loss_fn, state.params, state.opt_state)
-        target = polyak(state.target_params, params["q"], config.tau)
-        return TrainState(params, target, opt_state, state.step + 1), metrics
+        return target_step(tx, loss_fn, state, config.tau, online=lambda p: p["q"])
 
     return update
 

@@ -28,7 +28,6 @@ from marlvault.offline.common import (
     Algorithm,
     AlgorithmEntry,
     DataNeeds,
-    gradient_step,
     init_gru_network,
     masked_mean,
 )
@@ -39,10 +38,10 @@ from marlvault.offline.value import (
     cql_penalty,
     double_q_next,
     independent_td,
-    polyak,
     q_algorithm,
     q_network,
     q_sequence,
+    target_step,
 )
 from marlvault.optim import make_optimiser
 
@@ -93,9 +92,7 @@ def make_update_step(config: Config, spec: DataSpec):
             q_all = q_sequence(net, params, batch.obs, config.rnn_size)
             return iql_cql_loss(q_all, q_target_all, batch, config.gamma, config.cql_weight)
 
-        params, opt_state, metrics = gradient_step(tx, loss_fn, state.params, state.opt_state)
-        target = polyak(state.target_params, params, config.tau)
-        return TrainState(params, target, opt_state, state.step + 1), metrics
+        return target_step(tx, loss_fn, state, config.tau)
 
     return update
 

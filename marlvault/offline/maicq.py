@@ -48,7 +48,6 @@ from marlvault.offline.common import (
     Algorithm,
     AlgorithmEntry,
     DataNeeds,
-    gradient_step,
     init_gru_network,
     mask_illegal,
     masked_mean,
@@ -268,10 +267,7 @@ def make_update_step(config: Config, spec: DataSpec):
         def loss_fn(params: dict) -> tuple[Array, dict]:
             return network_loss(nets, params, state.target_params, batch, config)
 
-        params, opt_state, metrics = gradient_step(tx, loss_fn, state.params, state.opt_state)
-        online = {"q": params["q"], "mixer": params["mixer"]}
-        target = value.polyak(state.target_params, online, config.tau)
-        return TrainState(params, target, opt_state, state.step + 1), metrics
+        return value.target_step(tx, loss_fn, state, config.tau, online=value.q_and_mixer)
 
     return update
 

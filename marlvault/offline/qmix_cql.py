@@ -29,7 +29,6 @@ from marlvault.offline.common import (
     Algorithm,
     AlgorithmEntry,
     DataNeeds,
-    gradient_step,
     init_gru_network,
     masked_mean,
 )
@@ -131,9 +130,7 @@ def make_update_step(config: Config, spec: DataSpec):
         def loss_fn(params: Any) -> tuple[Array, dict]:
             return qmix_cql_loss(nets, params, state.target_params, batch, config)
 
-        params, opt_state, metrics = gradient_step(tx, loss_fn, state.params, state.opt_state)
-        target = value.polyak(state.target_params, params, config.tau)
-        return TrainState(params, target, opt_state, state.step + 1), metrics
+        return value.target_step(tx, loss_fn, state, config.tau)
 
     return update
 

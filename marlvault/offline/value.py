@@ -25,6 +25,7 @@ from marlvault.offline.common import (
     Algorithm,
     check_learner_sizes,
     choose,
+    gradient_step,
     greedy,
     gru_act,
     gru_sequence,
@@ -115,6 +116,20 @@ def cql_penalty(q: Array, legal: Array, actions: Array) -> Array:
 def polyak(target: Any, online: Any, tau: float) -> Any:
     """``(1 - tau) * target + tau * online`` leaf by leaf."""
     return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
+
+
+def target_step(tx: Any, loss_fn: Any, state: TrainState, tau: float,
+                online: Any = lambda params: params) -> tuple[TrainState, dict]:
+    """One optimiser step on ``loss_fn(params) -> (loss, metrics)``, then the Polyak update of
+    the target copy towards ``online(params)`` (the parameters that have one)."""
+    params, opt_state, metrics = gradient_step(tx, loss_fn, state.params, state.opt_state)
+    target = polyak(state.target_params, online(params), tau)
+    return TrainState(params, target, opt_state, state.step + 1), metrics
+
+
+def q_and_mixer(params: dict) -> dict:
+    """The QMIX critic's parts of ``params`` (``{"q", "mixer"}``): what its target copies."""
+    return {"q": params["q"], "mixer": params["mixer"]}
 
 
 def make_q_act(config: Any, spec: DataSpec):
