@@ -97,12 +97,13 @@ class SuiteConfig:
                               "--layout og-marl (what OG-MARL's code reads)")
         if self.mode not in ("sampled", "greedy"):
             raise ConfigError(f"--mode: expected sampled or greedy, found {self.mode!r}")
-        for name, ok, want in (("episodes", self.episodes >= 1, ">= 1"),
-                               ("eval-episodes", self.eval_episodes >= 1, ">= 1"),
-                               ("epsilon", 0.0 <= self.epsilon <= 1.0, "in [0, 1]"),
-                               ("seed", self.seed >= 0, ">= 0")):  # fmt: skip
+        for name, ok, want, fix in (("episodes", self.episodes >= 1, ">= 1", "1000"),
+                                    ("eval-episodes", self.eval_episodes >= 1, ">= 1", "64"),
+                                    ("epsilon", 0.0 <= self.epsilon <= 1.0, "in [0, 1]", "0"),
+                                    ("seed", self.seed >= 0, ">= 0", "0")):  # fmt: skip
             if not ok:
-                raise ConfigError(f"--{name}: expected {want}, found {getattr(self, name.replace('-', '_'))}")
+                found = getattr(self, name.replace("-", "_"))
+                raise ConfigError(f"--{name}: expected {want}, found {found}; fix: --{name} {fix}")
         for item in self.overrides:
             key = item.partition("=")[0]
             if any(key == r or (r.endswith(".") and key.startswith(r)) for r in _RESERVED):
