@@ -72,18 +72,7 @@ def config_from_overrides(overrides: list[str]) -> DistConfig:
         key, sep, value = item.partition("=")
         if sep and key.startswith("dist.") and key[5:] in names:
             values[key[5:]] = coerce(key, value, hints[key[5:]])
-    dist = DistConfig(**values)
-    recording = any(o.startswith("record.path=") and o.split("=", 1)[1] not in ("", "null", "none")
-                    for o in overrides)  # fmt: skip
-    if recording and dist.num_processes > 1:
-        raise ConfigError(RECORD_NOT_YET)
-    return dist
-
-
-RECORD_NOT_YET = (
-    "record.path: expected null when dist.num_processes > 1 (several processes recording into one "
-    "vault is not implemented yet); fix: record from a one-process run, or record a checkpoint "
-    "with marlvault record")
+    return DistConfig(**values)
 
 
 def cluster_detected(environ: dict[str, str] | None = None) -> bool:

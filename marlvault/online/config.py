@@ -82,6 +82,11 @@ class RecordConfig:
     """Environment step after which recording stops; ``None`` records to the end."""
     extras: tuple[str, ...] = ()
     """Optional extra keys under ``infos.`` (subset of ``log_prob``, ``update``, ``next_obs``)."""
+    resume: bool = False
+    """Append to the vault at ``record.path`` if it exists (same structure; in a multi-process
+    run, the same number of processes) instead of refusing it. Each row continues from the
+    length every row had reached; its last stored step is marked truncated where an episode was
+    still running, so no episode spans the restart. Training itself starts afresh."""
 
     def __post_init__(self) -> None:
         require("record.path", self.path, self.path is None or bool(self.path.strip()),

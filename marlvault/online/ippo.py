@@ -48,11 +48,10 @@ from marlvault.config import (
     require,
     require_range,
 )
-from marlvault.distributed import RECORD_NOT_YET, DistConfig
+from marlvault.distributed import DistConfig
 from marlvault.envs.base import Array, EnvSpec, TimeStep
 from marlvault.envs.registry import make_env
 from marlvault.envs.vec import VecEnv, VecState
-from marlvault.errors import ConfigError
 from marlvault.networks import ActionSpace, Critic
 from marlvault.online import anakin
 from marlvault.online.anakin import REPLICATED, SHARDED
@@ -139,8 +138,6 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_sizes(self)
-        if self.record.path is not None and self.dist.num_processes > 1:
-            raise ConfigError(RECORD_NOT_YET)
 
     @property
     def steps_per_update(self) -> int:

@@ -20,8 +20,10 @@ from marlvault import __version__
 from marlvault.config import to_dict
 from marlvault.envs.base import EnvSpec
 from marlvault.online.config import RecordConfig
+from marlvault.record.group import coordinator_host, local_parts, merge_parts, open_group_vault
 from marlvault.record.recorder import Recorder, RecordStats
 from marlvault.schema import check_extras, example_batch, meanings, trajectory_to_batch
+from marlvault.vault import Vault
 
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "jumanji", "tensorstore", "numpy")
 
@@ -138,23 +140,45 @@ class TrainingRecorder:
             "stop_step": rec.stop_step, "recorded_updates": self.plan.recorded_updates,
         }  # fmt: skip
         example = example_batch(spec, config.arch.num_envs, self.extras)
-        self.recorder = Recorder.create(
-            rec.path, example, metadata=meta, to_batch=self._to_batch, queue_size=queue_size
-        )
+        self._server = None  # process 0's OCDBT coordinator in a multi-process run
+        self.cut_rows = 0
+        """Rows whose open episode was ended where ``record.resume=true`` continued."""
+        if jax.process_count() > 1:
+            vault, self._server, self.cut_rows = open_group_vault(
+                rec.path, example, metadata=meta, resume=rec.resume,
+                host=coordinator_host(config.dist), wait_s=config.dist.timeout_s,
+            )  # fmt: skip
+        else:
+            vault = Vault.create(rec.path, example, metadata=meta, exist_ok=rec.resume)
+            if rec.resume:
+                try:
+                    self.cut_rows = vault.cut_tail()
+                except BaseException:
+                    vault.release()
+                    raise
+        self.recorder = Recorder(vault, to_batch=self._to_batch, queue_size=queue_size)
 
-    def _to_batch(self, item: tuple[Any, bool]) -> dict[str, Any]:
-        traj, cut = item
-        return trajectory_to_batch(traj, self.spec, self.extras, cut_after=cut)
+    def _to_batch(self, item: tuple[Any, Any, bool]) -> dict[str, Any]:
+        traj, split, cut = item
+        if split is not None:  # this process's shards of a multi-process run
+            traj = merge_parts(traj, split)
+        return trajectory_to_batch(traj, self.spec, self.extras, cut_after=bool(cut))
 
     def __call__(self, traj: Any, call: int) -> None:
         """Queues the recorded part of one learner call's rollouts ``[U, T, B, ...]``."""
         first = call * self.updates_per_call
         for a, b in self.plan.runs(first, self.updates_per_call):
             part = traj if (a, b) == (0, self.updates_per_call) else _slice(traj, a, b)
-            self.recorder.add((part, self.plan.cut_after(first + b - 1)))
+            split = None
+            if jax.process_count() > 1:
+                part, split = local_parts(part)
+            self.recorder.add((part, split, self.plan.cut_after(first + b - 1)))
 
     def close(self) -> RecordStats:
-        return self.recorder.close()
+        try:
+            return self.recorder.close()
+        finally:
+            self._server = None
 
 
 def _slice(traj: Any, a: int, b: int) -> Any:

@@ -32,6 +32,7 @@ from marlvault.vault import format as fmt
 from marlvault.vault import guard
 from marlvault.vault.episode_log import create_arrays as create_episode_arrays
 from marlvault.vault.lock import WriterLock
+from marlvault.vault.shared import WRITERS_KEY, WriterGroup, writers_section
 from marlvault.vault.store import Store, parse_location, raise_storage
 
 CODECS: dict[str, dict[str, Any] | None] = {
@@ -91,8 +92,11 @@ def our_section(
     user: dict[str, Any],
     compression: Any,
     chunks: int | None,
+    row_chunk: int | None = None,
 ) -> dict[str, Any]:
     """The ``"marlvault"`` section of a new vault (pops ``user["marlvault"]`` into it).
+
+    ``row_chunk``: rows per chunk (default all ``num_rows``; a writer group's rows per process).
 
     Raises:
         VaultError: bad ``chunks``/``compression`` or reserved keys in ``user``.
@@ -108,8 +112,8 @@ def our_section(
         raise VaultError(
             f"{where}: metadata keys {clash} are reserved by the format; fix: rename them"
         )
-    steps = chunks or fmt.default_chunk_steps(num_rows, leaves)
-    _check_chunk_bytes(where, num_rows, leaves, steps)
+    steps = chunks or fmt.default_chunk_steps(row_chunk or num_rows, leaves)
+    _check_chunk_bytes(where, row_chunk or num_rows, leaves, steps)
     ours = {
         "format_revision": fmt.FORMAT_REVISION,
         "chunk_steps": steps,
@@ -148,8 +152,12 @@ def create_vault(
     compression: Any,
     chunks: int | None,
     break_lock: bool,
+    group: WriterGroup | None = None,
 ) -> tuple[Store, fmt.VaultMeta, WriterLock]:
     """Build a new vault at ``store`` (which must hold nothing) and hold its writer lock.
+
+    With ``group`` (its leader creates the vault): chunks of ``B/P`` rows, no stored episode
+    index (readers compute it), ``metadata["marlvault"]["writers"]``, and the group's lock.
 
     Returns:
         The store of the final location, the parsed metadata and the held lock.
@@ -167,18 +175,25 @@ def create_vault(
         )
     num_rows, leaves = structure_from_example(where, example)
     user = dict(metadata or {})
-    ours = our_section(where, num_rows, leaves, user, compression, chunks)
+    row_chunk = None
+    if group is not None:
+        lo, hi = group.rows(num_rows)
+        row_chunk = hi - lo
+        user.setdefault("marlvault", {})[WRITERS_KEY] = writers_section(
+            group.num_processes, num_rows
+        )
+    ours = our_section(where, num_rows, leaves, user, compression, chunks, row_chunk)
     final = store.location
     staging = f"{final.display}.creating-{os.getpid()}" if final.kind == "file" else None
     try:
         if staging is not None:
             store = _make_staging(staging)
-        lock = WriterLock.acquire(store, break_lock)
+        lock = WriterLock.acquire(store, break_lock, group)
     except Exception as err:  # mapped to our errors
         _remove_staging(staging)
         raise_storage(err, final.display, "creating the vault")
     try:
-        meta = _populate(store, num_rows, leaves, ours, user)
+        meta = _populate(store, num_rows, leaves, ours, user, row_chunk)
         if staging is not None:
             _rename_into_place(staging, final.display)
             store = Store(final)
@@ -214,26 +229,30 @@ def _fill_value(leaf: fmt.LeafSpec) -> float | None:
     return None
 
 
-def _populate(store: Store, num_rows: int, leaves, ours: dict, user: dict) -> fmt.VaultMeta:
-    """Create every array, zero the index, then write ``metadata.json`` last."""
+def _populate(
+    store: Store, num_rows: int, leaves, ours: dict, user: dict, row_chunk: int | None = None
+) -> fmt.VaultMeta:
+    """Create every array, zero the index, then write ``metadata.json`` last.
+
+    ``row_chunk`` (a writer group's rows per process) also means: no stored episode index.
+    """
     steps, comp = ours["chunk_steps"], ours["compression"]
     for leaf in leaves:
         store.create_array(
             fmt.leaf_array_name(leaf.key),
             (num_rows, fmt.TIME_CAPACITY, *leaf.shape),
             leaf.dtype,
-            (num_rows, steps, *leaf.shape),
+            (row_chunk or num_rows, steps, *leaf.shape),
             comp,
             fill_value=_fill_value(leaf),
         )
     store.create_array(fmt.INDEX_ARRAY, (1,), np.dtype(np.int32), (1,), None)
-    create_episode_arrays(store, num_rows)
-    store.atomic_write(
-        [
-            (fmt.INDEX_ARRAY, slice(None), np.zeros(1, np.int32)),
-            (fmt.CURSOR_ARRAY, slice(None), ep.cursor_to_array(ep.empty_cursor(num_rows))),
-        ]
-    )
+    writes = [(fmt.INDEX_ARRAY, slice(None), np.zeros(1, np.int32))]
+    if row_chunk is None:
+        create_episode_arrays(store, num_rows)
+        cursor = ep.cursor_to_array(ep.empty_cursor(num_rows))
+        writes.append((fmt.CURSOR_ARRAY, slice(None), cursor))
+    store.atomic_write(writes)
     doc = fmt.build_metadata(num_rows, leaves, steps, ours, _jsonable(user))
     raw = json.dumps(doc, indent=1).encode("utf-8")
     store.write_key(fmt.METADATA_FILE, raw)

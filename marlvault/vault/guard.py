@@ -107,13 +107,18 @@ def open_arrays(store: Store, meta: fmt.VaultMeta) -> dict[str, ArrayInfo]:
         got = (info.shape[0], *info.shape[2:])
         if got != want or info.dtype != leaf.dtype:
             raise _corrupt(
-                where, f"array {leaf.key!r}", f"(B, *leaf) {want} {leaf.dtype}",
-                f"{got} {info.dtype}", "restore metadata.json or the array",
+                where,
+                f"array {leaf.key!r}",
+                f"(B, *leaf) {want} {leaf.dtype}",
+                f"{got} {info.dtype}",
+                "restore metadata.json or the array",
             )
         size = math.prod(info.chunks) * info.dtype.itemsize
         if len(info.chunks) < 2 or size > MAX_CHUNK_BYTES:
             raise _corrupt(
-                where, f"array {leaf.key!r}", f"chunks of at most {MAX_CHUNK_BYTES} bytes",
+                where,
+                f"array {leaf.key!r}",
+                f"chunks of at most {MAX_CHUNK_BYTES} bytes",
                 f"chunks {list(info.chunks)} ({size} bytes)",
             )
     index = infos[fmt.INDEX_ARRAY]
@@ -133,8 +138,10 @@ def chunk_steps(where: str, meta: fmt.VaultMeta, infos: dict[str, ArrayInfo]) ->
     value = meta.ours.get("chunk_steps")
     if value is not None and not (_is_int(value) and value == actual):
         raise _corrupt(
-            f"{where}/{fmt.METADATA_FILE}", "marlvault.chunk_steps",
-            f"{actual} (the time chunk of the stored arrays)", repr(value)[:100],
+            f"{where}/{fmt.METADATA_FILE}",
+            "marlvault.chunk_steps",
+            f"{actual} (the time chunk of the stored arrays)",
+            repr(value)[:100],
             f"set it to {actual} in {fmt.METADATA_FILE}",
         )
     return actual
@@ -153,7 +160,10 @@ def read_index(store: Store, infos: dict[str, ArrayInfo]) -> int:
     if not store.has_chunks([(fmt.INDEX_ARRAY, (0,))])[0]:  # never written: 0 steps
         if any(store.has_chunks([(name, (0, 0)) for name, _ in leaves])):
             raise _corrupt(
-                where, fmt.INDEX_ARRAY, "a stored value", "none while leaf chunks exist",
+                where,
+                fmt.INDEX_ARRAY,
+                "a stored value",
+                "none while leaf chunks exist",
                 f"{_RESTORE} (or rewrite vault_index with tensorstore)",
             )
         return 0
@@ -162,13 +172,18 @@ def read_index(store: Store, infos: dict[str, ArrayInfo]) -> int:
         raise _corrupt(where, fmt.INDEX_ARRAY, ">= 0", value)
     if value == 0:
         return 0
-    probes = [(name, (0, (value - 1) // chunk)) for name, chunk in leaves]
+    probes = [
+        (name, (r, (value - 1) // chunk))
+        for name, chunk in leaves
+        for r in range(_row_chunks(infos[name]))
+    ]  # every row chunk: a writer group's processes each write their own
     for (name, _), ok in zip(probes, store.has_chunks(probes), strict=True):
         if not ok:
             chunk = infos[name].chunks[1]
             found = _contiguous_chunks(store.chunk_indices(name, 1)) * chunk
             raise _corrupt(
-                where, f"{fmt.INDEX_ARRAY} says {value} steps:",
+                where,
+                f"{fmt.INDEX_ARRAY} says {value} steps:",
                 f"array {name!r} to hold data up to step {value - 1}",
                 f"its stored chunks end at step {min(found, value)} (the last step found is "
                 f"{min(found, value) - 1}; the rest was never written)",
@@ -177,6 +192,11 @@ def read_index(store: Store, infos: dict[str, ArrayInfo]) -> int:
             )
     check_tail_written(store, infos, value)
     return value
+
+
+def _row_chunks(info: ArrayInfo) -> int:
+    """Chunks along the row axis (1 unless a writer group wrote the vault)."""
+    return -(-info.shape[0] // max(info.chunks[0], 1))
 
 
 def check_tail_written(store: Store, infos: dict[str, ArrayInfo], value: int) -> None:
@@ -202,7 +222,8 @@ def check_tail_written(store: Store, infos: dict[str, ArrayInfo], value: int) ->
         return
     found = start + int(np.argmax(unwritten))
     raise _corrupt(
-        store.location.display, f"{fmt.INDEX_ARRAY} says {value} steps:",
+        store.location.display,
+        f"{fmt.INDEX_ARRAY} says {value} steps:",
         f"every step below {value} written",
         f"steps from {found} on were never written (the last step found is {found - 1})",
         f"{_RESTORE}; steps before {found} are intact (rewriting vault_index to {found} "
@@ -247,8 +268,11 @@ def load_episodes(
         return cursor, np.zeros((0, len(fmt.EPISODE_COLUMNS)))
     if not store.has_chunks([(fmt.EPISODES_ARRAY, ((count - 1) // fmt.EPISODE_CHUNK,))])[0]:
         raise _corrupt(
-            where, fmt.EPISODES_ARRAY, f"{count} stored episodes (the cursor's count)",
-            "their chunks missing", f"{_RESTORE}, or delete {fmt.CURSOR_ARRAY}",
+            where,
+            fmt.EPISODES_ARRAY,
+            f"{count} stored episodes (the cursor's count)",
+            "their chunks missing",
+            f"{_RESTORE}, or delete {fmt.CURSOR_ARRAY}",
         )
     rows = np.asarray(store.read_array(fmt.EPISODES_ARRAY, slice(0, count)), np.float64)
     _check_rows(where, rows, num_rows, cursor.steps)
@@ -265,7 +289,10 @@ def _check_cursor(where: str, arr: np.ndarray, num_rows: int, committed: int) ->
     count, steps = int(arr[0, 0]), int(arr[0, 1])
     if not 0 <= steps <= committed:
         raise _corrupt(
-            where, "episode index", f"to cover between 0 and {committed} steps", steps,
+            where,
+            "episode index",
+            f"to cover between 0 and {committed} steps",
+            steps,
             f"run `marlvault vault verify {where}`, then {_RESTORE}",
         )
     if not 0 <= count <= steps * num_rows:
@@ -288,7 +315,9 @@ def _check_rows(where: str, rows: np.ndarray, num_rows: int, steps: int) -> None
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise _corrupt(
-            where, fmt.EPISODES_ARRAY,
+            where,
+            fmt.EPISODES_ARRAY,
             f"rows [row < {num_rows}, start >= 0, length >= 1, end <= {steps}, finite return, "
-            "0/1 flags]", f"{int(bad.sum())} bad rows (first: {first}: {rows[first].tolist()})",
+            "0/1 flags]",
+            f"{int(bad.sum())} bad rows (first: {first}: {rows[first].tolist()})",
         )

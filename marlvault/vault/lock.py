@@ -14,14 +14,22 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from marlvault.errors import VaultLockedError
 from marlvault.vault.format import LOCK_FILE
 from marlvault.vault.store import Store, raise_storage
 
+if TYPE_CHECKING:
+    from marlvault.vault.shared import WriterGroup
 
-def _holder() -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+
+def _holder(group: WriterGroup | None = None) -> dict:
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+    if group is not None:
+        info["group"] = group.group_id
+        info["processes"] = group.num_processes
+    return info
 
 
 def _pid_alive(pid: int) -> bool:
@@ -48,22 +56,38 @@ class WriterLock:
 
     store: Store
     released: bool = False
+    member: bool = False
+    """A writer group's non-leader: it shares the leader's lock and never removes it."""
 
     @classmethod
-    def acquire(cls, store: Store, break_lock: bool = False) -> WriterLock:
-        """Take the lock or raise :class:`VaultLockedError`."""
+    def acquire(
+        cls, store: Store, break_lock: bool = False, group: WriterGroup | None = None
+    ) -> WriterLock:
+        """Take the lock or raise :class:`VaultLockedError`.
+
+        In a writer group the leader takes it (naming the group); the other processes check
+        that the lock names their group.
+        """
+        if group is not None and not group.is_leader:
+            _join_group(store, group)
+            return cls(store, member=True)
         if store.location.kind == "file":
             _acquire_local(
-                os.path.join(store.location.local_path or "", LOCK_FILE), store, break_lock
+                os.path.join(store.location.local_path or "", LOCK_FILE),
+                store,
+                break_lock,
+                group,
             )
         else:
-            _acquire_object(store, break_lock)
+            _acquire_object(store, break_lock, group)
         return cls(store)
 
     def release(self) -> None:
         if self.released:
             return
         self.released = True
+        if self.member:
+            return
         if self.store.location.kind == "file":
             try:
                 os.unlink(os.path.join(self.store.location.local_path or "", LOCK_FILE))
@@ -112,7 +136,30 @@ def _lock_io_error(where: str, path: str, err: OSError) -> VaultLockedError:
     )
 
 
-def _acquire_local(path: str, store: Store, break_lock: bool) -> None:
+def _join_group(store: Store, group: WriterGroup) -> None:
+    """A group member: the lock must exist and name ``group``."""
+    where = store.location.display
+    info = _read_info(store.read_key(LOCK_FILE))
+    if info.get("group") == group.group_id:
+        return
+    if not info:
+        raise VaultLockedError(
+            f"{where}: process {group.process_id} expected {LOCK_FILE} of its writer group "
+            f"{group.group_id!r} (taken by process 0), found none; fix: start every process of "
+            "the run together (marlvault launch or the cluster launcher), process 0 first"
+        )
+    info = _check_info(where, info)
+    raise _locked_error(
+        where,
+        info,
+        "this vault is being written by another run; record to another path, or "
+        "stop that run first",
+    )
+
+
+def _acquire_local(
+    path: str, store: Store, break_lock: bool, group: WriterGroup | None = None
+) -> None:
     where = store.location.display
     for _ in range(3):
         try:
@@ -126,7 +173,7 @@ def _acquire_local(path: str, store: Store, break_lock: bool) -> None:
             raise_storage(err, where, f"creating {LOCK_FILE}")
         else:
             with os.fdopen(fd, "w") as fh:
-                json.dump(_holder(), fh)
+                json.dump(_holder(group), fh)
             return
     raise _locked_error(where, {}, "retry; the lock file keeps changing")
 
@@ -140,8 +187,9 @@ def _take_over_local(path: str, where: str, break_lock: bool) -> bool:
             info = _check_info(where, info)
             if info["host"] != socket.gethostname() or _pid_alive(info["pid"]):
                 raise _locked_error(
-                    where, info, "close the other writer, or if it is gone, open with "
-                    "break_lock=True",
+                    where,
+                    info,
+                    "close the other writer, or if it is gone, open with break_lock=True",
                 )
         os.unlink(path)
     except FileNotFoundError:
@@ -151,7 +199,7 @@ def _take_over_local(path: str, where: str, break_lock: bool) -> bool:
     return True
 
 
-def _acquire_object(store: Store, break_lock: bool) -> None:
+def _acquire_object(store: Store, break_lock: bool, group: WriterGroup | None = None) -> None:
     info = _read_info(store.read_key(LOCK_FILE)) if not break_lock else {}
     if info:
         info = _check_info(store.location.display, info)
@@ -160,4 +208,4 @@ def _acquire_object(store: Store, break_lock: bool) -> None:
             info,
             "stop the other writer; if it crashed, open with break_lock=True",
         )
-    store.write_key(LOCK_FILE, json.dumps(_holder()).encode())
+    store.write_key(LOCK_FILE, json.dumps(_holder(group)).encode())

@@ -70,15 +70,30 @@ def is_storage_full(err: BaseException) -> bool:
 
 
 _OS_FIXES = (
-    ((errno.EACCES, errno.EPERM, errno.EROFS), ("permission denied", "read-only file system"),
-     "permission to write there", "choose a writable location or fix its permissions"),
-    ((errno.ENOTDIR, errno.EEXIST), ("not a directory", "file exists"),
-     "a directory path", "a parent of the path is a file: choose another path"),
-    ((errno.ENAMETOOLONG,), ("file name too long", "name too long"),
-     "a name the file system accepts", "choose a shorter name (the staging folder adds "
-     "'.creating-<pid>')"),
-    ((errno.ENOENT,), ("no such file or directory",),
-     "an existing parent directory", "create the parent directory first"),
+    (
+        (errno.EACCES, errno.EPERM, errno.EROFS),
+        ("permission denied", "read-only file system"),
+        "permission to write there",
+        "choose a writable location or fix its permissions",
+    ),
+    (
+        (errno.ENOTDIR, errno.EEXIST),
+        ("not a directory", "file exists"),
+        "a directory path",
+        "a parent of the path is a file: choose another path",
+    ),
+    (
+        (errno.ENAMETOOLONG,),
+        ("file name too long", "name too long"),
+        "a name the file system accepts",
+        "choose a shorter name (the staging folder adds '.creating-<pid>')",
+    ),
+    (
+        (errno.ENOENT,),
+        ("no such file or directory",),
+        "an existing parent directory",
+        "create the parent directory first",
+    ),
 )
 
 
@@ -98,6 +113,13 @@ def raise_storage(err: BaseException, where: str, doing: str) -> None:
             "then reopen with mode='a' and append again"
         ) from err
     text = str(err).lower()
+    if "unavailable" in text and ("failed to connect" in text or "connection refused" in text):
+        raise StorageUnreachableError(
+            f"{where}: {doing} expected the writer group's OCDBT coordinator (served by "
+            f"process 0) to answer, found: {_one_line(err)}; committed data is unchanged; fix: "
+            "process 0 has stopped or is unreachable: check its log, then re-run the same "
+            "command with record.resume=true"
+        ) from err
     classes = (VaultReadOnlyError, NotAVaultError, VaultError, VaultNotFoundError)
     for cls, (codes, markers, expected, fix) in zip(classes, _OS_FIXES, strict=True):
         if getattr(err, "errno", None) in codes or any(m in text for m in markers):
@@ -115,8 +137,12 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:300]}"
 
 
-def _make_context() -> ts.Context:
+def _make_context(coordinator: str | None = None) -> ts.Context:
     """tensorstore context: fsync'd local writes; object-store retries and curl timeouts bounded.
+
+    With ``coordinator`` (``HOST:PORT`` of a running
+    ``tensorstore.ocdbt.DistributedCoordinatorServer``) the OCDBT database is written
+    cooperatively by several processes (:mod:`marlvault.vault.shared`).
 
     tensorstore's defaults retry a failed request 32 times with delays up to 32 s (minutes of
     silence); here ``MARLVAULT_REQUEST_RETRIES`` retries with delays from timeout/10 up to the
@@ -133,9 +159,14 @@ def _make_context() -> ts.Context:
     stall = str(max(1, round(3 * timeout)))
     os.environ.setdefault("TENSORSTORE_CURL_LOW_SPEED_TIME_SECONDS", stall)
     os.environ.setdefault("TENSORSTORE_CURL_LOW_SPEED_LIMIT_BYTES", "1")
-    return ts.Context(
-        {"file_io_sync": True, "s3_request_retries": retries, "gcs_request_retries": retries}
-    )
+    spec: dict[str, Any] = {
+        "file_io_sync": True,
+        "s3_request_retries": retries,
+        "gcs_request_retries": retries,
+    }
+    if coordinator is not None:
+        spec["ocdbt_coordinator"] = {"address": coordinator}
+    return ts.Context(spec)
 
 
 _PROBE_FAILURES: tuple[tuple[tuple[str, ...], type[VaultError], str, str], ...] = (
@@ -180,10 +211,11 @@ def _probe(kv: ts.KvStore, location: Location) -> None:
 class Store:
     """Keys and zarr arrays of one vault location (one OCDBT database)."""
 
-    def __init__(self, location: Location) -> None:
+    def __init__(self, location: Location, coordinator: str | None = None) -> None:
         self.location = location
+        self.coordinator = coordinator
         check_reachable(location)
-        self.context = _make_context()
+        self.context = _make_context(coordinator)
         self.kv = ts.KvStore.open(location.base, context=self.context).result()
         if location.kind != "file":
             _probe(self.kv, location)
@@ -191,9 +223,13 @@ class Store:
 
     def refresh(self) -> None:
         """Drop all caches and handles so the next opens see other processes' commits."""
-        self.context = _make_context()
+        self.context = _make_context(self.coordinator)
         self.kv = ts.KvStore.open(self.location.base, context=self.context).result()
         self._handles = {}
+
+    def with_coordinator(self, coordinator: str) -> Store:
+        """The same location, written through the OCDBT coordinator at ``coordinator``."""
+        return Store(self.location, coordinator)
 
     # --- plain keys -------------------------------------------------------------------------
     def read_key(self, key: str) -> bytes | None:
@@ -217,6 +253,19 @@ class Store:
 
     def delete_key(self, key: str) -> None:
         self.kv.delete_range(ts.KvStore.KeyRange(key, key + "\0")).result()
+
+    def delete_array(self, name: str) -> None:
+        """Delete an array of the OCDBT database (metadata and chunks); forget its handle."""
+        self._handles.pop(name, None)
+        prefix = name + "/"
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        try:
+            db = ts.KvStore.open(
+                {"driver": "ocdbt", "base": self.location.base}, context=self.context
+            ).result()
+            db.delete_range(ts.KvStore.KeyRange(prefix, end)).result()
+        except Exception as err:  # mapped to our errors
+            raise_storage(err, self.location.display, f"deleting array {name}")
 
     def has_any_key(self) -> bool:
         """Whether anything at all is stored at the location."""
@@ -389,9 +438,7 @@ class Store:
             outs.append(out)
         return PendingRead(outs, futures)
 
-    def atomic_write(
-        self, writes: Sequence[tuple[str, Any, np.ndarray]], wait: bool = True
-    ) -> Any:
+    def atomic_write(self, writes: Sequence[tuple[str, Any, np.ndarray]], wait: bool = True) -> Any:
         """Write ``array[index] = value`` for each ``(name, index, value)`` in one atomic commit.
 
         The values are copied before this returns; with ``wait=False`` the commit (encoding,
@@ -411,6 +458,18 @@ class Store:
             return None
         return commit
 
+    def write_many(self, writes: Sequence[tuple[str, Any, np.ndarray]]) -> list[Any]:
+        """Start ``array[index] = value`` for each ``(name, index, value)``, each its own commit.
+
+        For several processes writing one database through a coordinator, where a commit
+        cannot span keys. The values are copied before this returns; the returned futures'
+        ``result()`` waits until each write is durable.
+        """
+        futures = [self._array(name)[index].write(value) for name, index, value in writes]
+        for future in futures:
+            future.copy.result()
+        return [future.commit for future in futures]
+
     def size_on_disk(self) -> int:
         """Total bytes stored at the location."""
         if self.location.kind == "file":
@@ -427,7 +486,6 @@ class Store:
             value = self.kv.read(key).result().value
             total += len(value)
         return total
-
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jax
@@ -36,10 +37,11 @@ from marlvault.tree import flatten, unflatten
 from marlvault.vault import create as cr
 from marlvault.vault import episodes as ep
 from marlvault.vault import format as fmt
-from marlvault.vault import guard
+from marlvault.vault import guard, shared
 from marlvault.vault.create import CODECS
 from marlvault.vault.episode_log import EpisodeLog
 from marlvault.vault.lock import WriterLock
+from marlvault.vault.shared import WriterGroup
 from marlvault.vault.store import PendingRead, StepRead, Store, raise_storage
 
 __all__ = ["CODECS", "Vault"]
@@ -48,26 +50,39 @@ __all__ = ["CODECS", "Vault"]
 class Vault:
     """A flashbax-compatible vault. Use :meth:`create` or :meth:`open`, not the constructor."""
 
-    def __init__(self, store: Store, meta: fmt.VaultMeta, mode: str, lock: WriterLock | None):
+    def __init__(
+        self,
+        store: Store,
+        meta: fmt.VaultMeta,
+        mode: str,
+        lock: WriterLock | None,
+        group: WriterGroup | None = None,
+    ):
         self._store = store
         self._meta = meta
         self._mode = mode
         self._lock = lock
+        self._group = group if mode == "a" else None
         self._failed: BaseException | None = None
         self._leaves = {leaf.key: leaf for leaf in meta.leaves}
         self._open_arrays()
         keys = ep.find_keys(list(self._leaves))
         self._log = EpisodeLog(store, meta.num_rows, keys, self._chunk_steps)
+        self._rows = self._group.rows(meta.num_rows) if self._group else (0, meta.num_rows)
+        self._base = self._committed  # vault_index when opened (a writer group's resume point)
+        self._index = self._committed  # vault_index as last stored by this process
         self._buffers: dict[str, np.ndarray] | None = None
         self._buf_start = self._committed
         self._buf_len = 0
         self._issued = self._committed  # steps handed to storage (committed or in flight)
         self._inflight: tuple[Any, int] | None = None  # (commit future, its vault_index)
-        step_bytes = self.num_rows * sum(leaf.step_bytes for leaf in meta.leaves)
+        self._executor: ThreadPoolExecutor | None = None
+        step_bytes = self._local_rows * sum(leaf.step_bytes for leaf in meta.leaves)
         self._max_block_steps = max(self._chunk_steps, (256 << 20) // max(step_bytes, 1))
         if mode == "a":
             try:
-                self._catch_up_episodes()  # in memory; stored with the next block
+                if self._group is None:
+                    self._catch_up_episodes()  # in memory; stored with the next block
                 self._load_tail()
             except BaseException:
                 self.release()
@@ -85,6 +100,7 @@ class Vault:
         chunks: int | None = None,
         exist_ok: bool = False,
         break_lock: bool = False,
+        group: WriterGroup | None = None,
     ) -> Vault:
         """Create a vault and open it for appending (see :mod:`marlvault.vault.create`).
 
@@ -98,6 +114,8 @@ class Vault:
             chunks: time steps per chunk; default so the largest leaf's chunk is ~4 MiB.
             exist_ok: open an existing vault with the same structure instead of failing.
             break_lock: take over a leftover writer lock.
+            group: create it as the leader of a writer group (:mod:`marlvault.vault.shared`);
+                the other processes then :meth:`open` it with the same group.
 
         Raises:
             VaultExistsError, NotAVaultError, SchemaMismatchError, VaultLockedError.
@@ -109,17 +127,29 @@ class Vault:
                     f"{store.location.display}: expected no vault here, found one; fix: pick a "
                     "new path, open it with Vault.open(path, mode='a'), or pass exist_ok=True"
                 )
-            vault = cls.open(path_or_url, mode="a", break_lock=break_lock)
+            vault = cls.open(path_or_url, mode="a", break_lock=break_lock, group=group)
             vault._check_same_structure(example_or_structure)
             return vault
         store, meta, lock = cr.create_vault(
-            store, example_or_structure, metadata, compression, chunks, break_lock
+            store, example_or_structure, metadata, compression, chunks, break_lock, group
         )
-        return cls(store, meta, "a", lock)
+        if group is not None:
+            store = lock.store = store.with_coordinator(group.coordinator)
+        return cls(store, meta, "a", lock, group)
 
     @classmethod
-    def open(cls, path_or_url: Any, mode: str = "r", *, break_lock: bool = False) -> Vault:
+    def open(
+        cls,
+        path_or_url: Any,
+        mode: str = "r",
+        *,
+        break_lock: bool = False,
+        group: WriterGroup | None = None,
+    ) -> Vault:
         """Open an existing vault (ours or flashbax's) for reading (``"r"``) or appending (``"a"``).
+
+        With ``group`` (mode ``"a"``), this process writes its rows as part of a writer group
+        (:mod:`marlvault.vault.shared`); the vault must have been created by that group's size.
 
         Raises:
             VaultNotFoundError, NotAVaultError, VaultCorruptError, VaultVersionError,
@@ -132,11 +162,14 @@ class Vault:
         if raw is None:
             raise guard.missing_error(store)
         meta = fmt.parse_metadata(store.location.display, raw)
-        lock = WriterLock.acquire(store, break_lock) if mode == "a" else None
+        if mode == "a" and group is not None:
+            _check_group_layout(store.location.display, meta, group)
+            store = store.with_coordinator(group.coordinator)
+        lock = WriterLock.acquire(store, break_lock, group) if mode == "a" else None
         try:
-            if lock is not None:
+            if lock is not None and group is None:
                 store.clear_stale_io_locks()
-            return cls(store, meta, mode, lock)
+            return cls(store, meta, mode, lock, group)
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -175,6 +208,15 @@ class Vault:
     def num_rows(self) -> int:
         """B, the number of independent rows."""
         return self._meta.num_rows
+
+    @property
+    def rows_written(self) -> tuple[int, int]:
+        """``[start, stop)`` of the rows this writer appends (all of them unless in a group)."""
+        return self._rows
+
+    @property
+    def _local_rows(self) -> int:
+        return self._rows[1] - self._rows[0]
 
     @property
     def num_steps(self) -> int:
@@ -277,7 +319,7 @@ class Vault:
         """
         self._check_writable()
         flat, length = fmt.check_batch(
-            self.path, self._meta.leaves, self.num_rows, flatten(batch), self.num_steps
+            self.path, self._meta.leaves, self._local_rows, flatten(batch), self.num_steps
         )
         try:
             self._append_flat(flat, length)
@@ -323,13 +365,29 @@ class Vault:
             raise_storage(err, self.path, "flushing")
 
     def close(self) -> None:
-        """Flush (writers) and release the lock. Idempotent."""
+        """Flush (writers) and release the lock. Idempotent.
+
+        A writer group's leader first waits (``group.wait_s`` at most) for the other processes
+        to commit as far as it did, then stores the index every row has reached.
+        """
         try:
             if self._mode == "a" and self._lock is not None and not self._lock.released:
                 if self._failed is None:
                     self.flush()
+                    if self._group is not None and self._group.is_leader:
+                        self._settle_group()
         finally:
             self.release()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+
+    def _settle_group(self) -> None:
+        group = self._group
+        try:
+            shared.wait_for_group(self._store, group, self._base, self._committed)
+            self._index = shared.settle_index(self._store, group, self._base, self._index)
+        except Exception as err:
+            raise_storage(err, self.path, "storing the group's vault_index")
 
     def release(self) -> None:
         """Release the writer lock without flushing: steps still buffered are dropped.
@@ -338,6 +396,63 @@ class Vault:
         """
         if self._lock is not None:
             self._lock.release()
+
+    def cut_tail(self) -> int:
+        """Writer: end every open episode at the last committed step, before appending more.
+
+        For appending experience that does not continue the stored one (a restarted run): the
+        last committed step of each of this writer's rows is marked truncated where no episode
+        ends there, so no episode spans the restart. A stored episode index is dropped first and
+        rebuilt from the data (a crash in between leaves a vault whose index readers recompute).
+
+        Returns:
+            The number of rows whose open episode was cut.
+
+        Raises:
+            VaultError: steps were appended since opening, or the vault has no truncation leaf.
+        """
+        self._check_writable()
+        if self.num_steps != self._committed or self._issued != self._committed:
+            raise VaultError(
+                f"{self.path}: cut_tail expected no steps appended since opening, found "
+                f"{self.num_steps - self._committed}; fix: call it right after Vault.open"
+            )
+        keys = self._log.keys
+        if self._committed == 0:
+            return 0
+        if keys.truncations is None:
+            raise VaultError(
+                f"{self.path}: cut_tail expected a truncation leaf ({fmt.TRUNCATION_KEYS}), "
+                f"found {self.keys}; fix: record into a new vault instead"
+            )
+        last = self._committed - 1
+        names = [k for k in (keys.terminals, keys.truncations) if k]
+        flags = self._read(last, last + 1, self._own_rows(), names)
+        ended = np.zeros(self._local_rows, bool)
+        for value in flags.values():
+            ended |= value.reshape(self._local_rows, -1).astype(bool).any(axis=1)
+        if ended.all():
+            return 0
+        trunc = flags[keys.truncations].copy()
+        trunc[~ended] = 1
+        name = fmt.leaf_array_name(keys.truncations)
+        index = (slice(*self._rows), slice(last, last + 1))
+        try:
+            if self._group is None:
+                for array in (fmt.EPISODES_ARRAY, fmt.CURSOR_ARRAY):
+                    self._store.delete_array(array)
+                self._store.atomic_write([(name, index, trunc)])
+            else:
+                self._store.write_many([(name, index, trunc)])[0].result()
+        except Exception as err:
+            self._failed = err
+            raise_storage(err, self.path, "marking the cut")
+        if last >= self._buf_start and self._buffers is not None:
+            self._buffers[keys.truncations][:, last - self._buf_start] = trunc[:, 0]
+        if self._group is None:
+            self._log.reset()
+            self._catch_up_episodes()
+        return int((~ended).sum())
 
     def _check_writable(self) -> None:
         if self._mode != "a":
@@ -356,10 +471,16 @@ class Vault:
     def _ensure_buffers(self) -> dict[str, np.ndarray]:
         if self._buffers is None:
             self._buffers = {
-                k: np.zeros((self.num_rows, self._chunk_steps, *v.shape), v.dtype)
+                k: np.zeros((self._local_rows, self._chunk_steps, *v.shape), v.dtype)
                 for k, v in self._leaves.items()
             }
         return self._buffers
+
+    def _own_rows(self) -> Any:
+        """Row selection of this writer's rows for :meth:`_read` (None: every row)."""
+        if self._group is None:
+            return None
+        return np.arange(*self._rows, dtype=np.int64)
 
     def _load_tail(self) -> None:
         """Writer reopening mid-chunk: load the committed part of the last chunk into the buffer."""
@@ -367,7 +488,7 @@ class Vault:
         self._buf_len = self._committed - self._buf_start
         if self._buf_len:
             bufs = self._ensure_buffers()
-            tail = self._read(self._buf_start, self._committed, None, list(bufs))
+            tail = self._read(self._buf_start, self._committed, self._own_rows(), list(bufs))
             for key, value in tail.items():
                 bufs[key][:, : self._buf_len] = value
 
@@ -382,6 +503,9 @@ class Vault:
         """
         self._wait_inflight()
         n = next(iter(block.values())).shape[1]
+        if self._group is not None:
+            self._write_group_block(start, n, block)
+            return
         self._log.extend(start, block)
         writes = [
             (fmt.leaf_array_name(k), (slice(None), slice(start, start + n)), v)
@@ -393,6 +517,27 @@ class Vault:
         self._log.mark_stored()
         self._issued = start + n
         self._inflight = (future, start + n)
+
+    def _write_group_block(self, start: int, n: int, block: dict[str, np.ndarray]) -> None:
+        """A writer group's block: this process's row chunks, then (once they are durable) its
+        progress, then (leader) ``vault_index``; in the background like a single writer's."""
+        rows = slice(*self._rows)
+        writes = [
+            (fmt.leaf_array_name(k), (rows, slice(start, start + n)), v) for k, v in block.items()
+        ]
+        futures = self._store.write_many(writes)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="marlvault-group")
+        self._issued = start + n
+        self._inflight = (self._executor.submit(self._finish_group_block, futures, start + n),
+                          start + n)  # fmt: skip
+
+    def _finish_group_block(self, futures: list[Any], steps: int) -> None:
+        for future in futures:
+            future.result()
+        shared.write_progress(self._store, self._group, steps)
+        if self._group.is_leader:
+            self._index = shared.settle_index(self._store, self._group, self._base, self._index)
 
     def _wait_inflight(self) -> None:
         """Wait for the background commit of the previous block; then it counts as committed."""
@@ -524,4 +669,17 @@ class Vault:
     def _catch_up_episodes(self) -> None:
         self._log.catch_up(
             self._committed, lambda a, b, keys: self._read(a, b, None, keys), self.path
+        )
+
+
+def _check_group_layout(where: str, meta: fmt.VaultMeta, group: WriterGroup) -> None:
+    """A group may only append to a vault made for the same number of processes."""
+    writers = meta.ours.get(shared.WRITERS_KEY)
+    found = writers.get("processes") if isinstance(writers, dict) else None
+    if found != group.num_processes:
+        raise VaultError(
+            f"{where}: {group.num_processes} writer processes expected a vault created for "
+            f"{group.num_processes} (metadata marlvault.writers.processes), found "
+            f"{found if found is not None else 'a single-writer vault'}; fix: record with the "
+            "same number of processes as the run that created it, or to a new path"
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from marlvault.errors import VaultExistsError
 from marlvault.vault import Vault
 
 from .record_worker import run
@@ -113,6 +114,24 @@ def test_every_k_marks_gaps_truncated(tmp_path, every_k):
     assert np.all((trunc[:, ends] == 1) | (term[:, ends] == 1))
     # the true next observation is kept where the recording cut the episode
     nxt = data["infos"]["next_obs"]
-    cut = (trunc == 1)
+    cut = trunc == 1
     assert np.any(np.abs(nxt[cut]).sum(axis=(-1, -2)) > 0)
     assert np.all(nxt[~cut] == 0)
+
+
+def test_resume_appends_a_restarted_run_after_cutting_open_episodes(tmp_path):
+    path = str(tmp_path / "r.vlt")
+    first = run(path, ["arch.seed=1"])
+    with pytest.raises(VaultExistsError, match="found one"):
+        run(path, [])
+    second = run(path, ["record.resume=true", "arch.seed=2"])
+    with Vault.open(path) as v:
+        data, eps = v.read(), v.episodes
+    n = _fold(first["obs"]).shape[1]
+    both = np.concatenate([_fold(first["obs"]), _fold(second["obs"])], axis=1)
+    np.testing.assert_array_equal(data["observations"], both)
+    ended = (data["terminals"][:, n - 1, 0] == 1) | (data["truncations"][:, n - 1, 0] == 1)
+    assert ended.all()  # the first run's open episodes end where the second run starts
+    assert not ((eps["start"] < n) & (eps["start"] + eps["length"] > n)).any()
+    first_open = ~(_fold(first["terminated"])[:, -1] | _fold(first["truncated"])[:, -1])
+    assert first_open.any()  # there was something to cut
