@@ -8,9 +8,10 @@ write its single OCDBT database concurrently through tensorstore's own
   environments it simulates. Leaf arrays are chunked by ``B/P`` rows, so no two processes ever
   write the same chunk.
 - **Progress.** A coordinated commit cannot span several keys, so a block is written as its data
-  chunks first, and only when they are durable does the process write its progress key
-  ``__marlvault__/progress/<i>`` (``{"group", "steps"}``): every row's data exists at least as
-  far as its progress says.
+  chunks first, and only when they are durable does the process write its progress object
+  ``__marlvault__/progress/<i>`` (``{"group", "steps"}``; a plain file or object beside
+  ``metadata.json``, outside the OCDBT database): every row's data exists at least as far as its
+  progress says.
 - **Index.** The leader alone writes ``vault_index``: the smallest progress of the group
   (entries of another group, i.e. an earlier run, count as the length the vault had when this
   group opened it). flashbax, OG-MARL and marlvault read up to it, so they always see a prefix
