@@ -1,9 +1,10 @@
 """One process of a writer group, for tests/record/test_group_vault.py (run as a script).
 
     python group_writer.py DIR PROCESS_ID NUM_PROCESSES GROUP_ID STEPS [--resume] [--pause S]
+        [--url VAULT_URL]
 
 Process 0 starts the OCDBT coordinator and writes its address to ``DIR/coordinator``, then
-creates (or with ``--resume`` reopens and cuts) ``DIR/v.vlt`` and writes ``DIR/ready``; the
+creates (or with ``--resume`` reopens and cuts) ``DIR/v.vlt`` (or ``--url``) and writes ``DIR/ready``; the
 others wait for both files, then open the vault as members. Every process appends ``STEPS``
 steps of its rows in blocks of 5 (pausing ``S`` seconds between blocks) and prints
 ``appended N`` after each; row ``r`` step ``t`` holds ``r * 1000 + t + offset`` in
@@ -59,8 +60,9 @@ def main() -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--pause", type=float, default=0.0)
     p.add_argument("--wait-s", type=float, default=20.0)
+    p.add_argument("--url", default=None, help="vault location (default DIR/v.vlt)")
     a = p.parse_args()
-    path, coord_file = os.path.join(a.dir, "v.vlt"), os.path.join(a.dir, "coordinator")
+    path, coord_file = a.url or os.path.join(a.dir, "v.vlt"), os.path.join(a.dir, "coordinator")
     server = None
     if a.process_id == 0:
         server, address = start_coordinator("127.0.0.1")

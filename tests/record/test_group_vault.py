@@ -26,8 +26,10 @@ SCRIPT = Path(__file__).with_name("group_writer.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start(d: Path, pid: int, group: str, steps: int, *extra: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def _start(
+    d: Path, pid: int, group: str, steps: int, *extra: str, env: dict | None = None
+) -> subprocess.Popen:
+    env = dict(env or os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, str(SCRIPT), str(d), str(pid), "2", group, str(steps), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)  # fmt: skip
@@ -147,3 +149,24 @@ def test_leader_killed_member_fails_fast_and_the_vault_keeps_its_prefix(tmp_path
     np.testing.assert_array_equal(
         vault.read()["observations"][..., 0], _expected_obs(killed_at + 10)
     )
+
+
+def test_two_writers_on_a_loopback_s3_server(tmp_path, monkeypatch):
+    pytest.importorskip("moto.server")
+    from tests.vault.loopback import moto_s3
+
+    with moto_s3("mv-group") as endpoint:
+        creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}  # fmt: skip
+        for key, value in creds.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+        url = "s3://mv-group/runs/v.vlt"
+        procs = [_start(tmp_path, i, "g1", 23, "--url", url) for i in (0, 1)]
+        assert all("closed 25" in _finish(p) for p in procs)
+        _reset(tmp_path)  # a second run continues it
+        procs = [_start(tmp_path, i, "g2", 10, "--url", url, "--resume") for i in (0, 1)]
+        assert all("opened 25" in _finish(p) for p in procs)
+        vault = Vault.open(url)
+        np.testing.assert_array_equal(vault.read()["observations"][..., 0], _expected_obs(35))
+        assert vault.metadata["marlvault"]["writers"]["processes"] == 2
