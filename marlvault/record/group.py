@@ -41,11 +41,18 @@ def _all_ok(ok: bool, what: str, detail: str) -> None:
 
 
 def coordinator_host(dist: Any) -> str:
-    """Where process 0's OCDBT coordinator listens: the host of ``dist.coordinator`` (the
-    address every process already reaches process 0 at), else this machine's name."""
-    if getattr(dist, "coordinator", None):
-        return dist.coordinator.rpartition(":")[0]
-    return socket.gethostname()
+    """Where process 0's OCDBT coordinator listens: the host every process already reaches
+    process 0 at (``dist.coordinator``, or the address ``jax.distributed`` found from the cluster
+    launcher, e.g. SLURM's first node), else this machine's name."""
+    address = getattr(dist, "coordinator", None)
+    if not address:
+        try:  # jax keeps the address it connected to; not a public API, hence the fallback
+            from jax._src import distributed as jax_distributed
+
+            address = jax_distributed.global_state.coordinator_address
+        except (ImportError, AttributeError):
+            address = None
+    return address.rpartition(":")[0] if address else socket.gethostname()
 
 
 def open_group_vault(

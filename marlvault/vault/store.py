@@ -465,10 +465,14 @@ class Store:
         cannot span keys. The values are copied before this returns; the returned futures'
         ``result()`` waits until each write is durable.
         """
-        futures = [self._array(name)[index].write(value) for name, index, value in writes]
+        txn = ts.Transaction()  # not atomic: one batch of writes, committed key by key
+        futures = [
+            self._array(name).with_transaction(txn)[index].write(value)
+            for name, index, value in writes
+        ]
         for future in futures:
-            future.copy.result()
-        return [future.commit for future in futures]
+            future.result()
+        return [txn.commit_async()]
 
     def size_on_disk(self) -> int:
         """Total bytes stored at the location."""

@@ -97,3 +97,42 @@ def test_two_processes_train_like_one_process_with_four_devices(tmp_path):
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert len(mp_vault.episodes) == len(sp_vault.episodes)
+
+
+_FAKE_SRUN = """#!/bin/bash
+# stands in for SLURM's srun on one machine: SLURM_NTASKS copies of the command, each with the
+# variables srun gives a task; exits with the first failure
+pids=()
+for ((i = 0; i < SLURM_NTASKS; i++)); do
+  SLURM_PROCID=$i SLURM_LOCALID=$i "$@" > "$LOGS/task$i.log" 2>&1 &
+  pids+=($!)
+done
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+exit $rc
+"""
+
+
+@pytest.mark.slow
+def test_slurm_example_records_one_vault_under_a_stand_in_srun(tmp_path):
+    """Slow (~30 s): ``examples/slurm_record.sbatch`` run by bash as written, with ``srun``
+    replaced by a script that starts its tasks on this machine. jax.distributed finds the run
+    from SLURM's variables alone; both tasks record into one vault."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(_FAKE_SRUN)
+    (bin_dir / "srun").chmod(0o755)
+    (bin_dir / "python").write_text(f'#!/bin/bash\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    job = free_port() % 4096  # jax's SLURM port: 61440 + job id % 4096
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", LOGS=str(tmp_path),
+               SLURM_JOB_ID=str(job), SLURM_NTASKS="2", SLURM_STEP_NODELIST="localhost",
+               SLURM_STEP_NUM_NODES="1", VAULT=str(tmp_path / "run.vlt"),
+               PYTHONPATH=str(ROOT), EXTRA=" ".join([*TINY, f"logger.base_dir={tmp_path}"]))
+    res = subprocess.run(["bash", str(ROOT / "examples" / "slurm_record.sbatch")], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    logs = [(tmp_path / f"task{i}.log").read_text() for i in (0, 1)]
+    assert res.returncode == 0, logs[0][-2000:] + logs[1][-2000:]
+    vault = Vault.open(tmp_path / "run.vlt")
+    assert vault.metadata["marlvault"]["writers"] == {"processes": 2, "rows_per_process": 4}
+    assert vault.num_steps == 4096 // 8 and vault.missing_chunks() == []
