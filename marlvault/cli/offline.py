@@ -22,6 +22,7 @@ _HELP = ("vault=PATH and config overrides KEY=VALUE, e.g. vault=vaults/lbf.vlt s
 def _run(algo: str, overrides: list[str]) -> None:
     """Train, stopping after the current block on the first Ctrl-C / SIGTERM (exit code 0, like
     ``marlvault train``: what was produced is saved); a second signal stops at once (130)."""
+    from marlvault import distributed
     from marlvault.offline.train import load_config, train_offline
     from marlvault.record.signals import graceful_stop
 
@@ -29,6 +30,8 @@ def _run(algo: str, overrides: list[str]) -> None:
     then = "finishing the current block of updates, then saving the logs and checkpoints"
     with graceful_stop(then) as stop:
         s = train_offline(algo, config, should_stop=stop)
+    if not distributed.is_main():
+        return
     if s["interrupted"]:
         typer.echo(
             f"\ninterrupted after update {s['num_updates']:,}: stopped early, no final "
@@ -77,6 +80,12 @@ class AlgorithmsGroup(TyperGroup):
         return list(ALGORITHMS)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        import sys
+
+        from marlvault import distributed
+
+        # join the run's other processes before the registry's imports start JAX's backend
+        distributed.initialize(distributed.config_from_overrides(sys.argv[1:]))
         from marlvault.offline.train import ALGORITHMS
 
         entry = ALGORITHMS.get(cmd_name)

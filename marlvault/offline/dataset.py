@@ -93,13 +93,17 @@ class DeviceData(NamedTuple):
     t0: jax.Array  # [K] int32
 
 
-def make_device_data(steps: StepArrays, config: DatasetConfig) -> DeviceData:
-    """Pads host steps, finds every window start and moves everything to the device."""
+def make_device_data(steps: StepArrays, config: DatasetConfig,
+                     on_device: bool = True) -> DeviceData:
+    """Pads host steps, finds every window start and moves everything to the device (or keeps
+    it on the host as numpy with ``on_device=False``)."""
     ended = (steps.terminal + steps.truncated) > 0
     b = ended.shape[0]
     pos = episode_positions(ended, np.full(b, -1), np.zeros(b, bool))
     rows, t0 = window_starts(pos, steps.present, config.window_stride, ended.shape[1] - 1)
     padded = pad_steps(steps, config.seq_len + 1)
+    if not on_device:
+        return DeviceData(padded, np.asarray(rows, np.int32), np.asarray(t0, np.int32))
     return DeviceData(jax.tree.map(jnp.asarray, padded), jnp.asarray(rows), jnp.asarray(t0))
 
 
@@ -112,6 +116,60 @@ def make_sampler(spec: DataSpec, seq_len: int, batch_size: int):
         return time_major(batch, jnp)
 
     return sample
+
+# --- shares: one device's part of the vault ------------------------------------------------------
+class Share(NamedTuple):
+    """The part of a vault one device trains on: rows ``[row0, row1)``, steps ``[start, stop)``."""
+
+    row0: int
+    row1: int
+    start: int
+    stop: int
+
+
+def plan_share(vault: Any, index: int, count: int) -> Share:
+    """Share ``index`` of ``count`` disjoint shares of ``vault`` (one per device of the run).
+
+    Rows are split evenly when the device count divides them. Otherwise, when the rows divide
+    the device count (an OG-MARL-layout vault has one row), each row is cut along time into
+    ``count / B`` pieces at episode starts near equal lengths, so no episode is split.
+
+    Raises:
+        DatasetError: neither divides the other, or a row has too few episodes to cut.
+    """
+    b, t = int(vault.num_rows), int(vault.num_steps)
+    if b % count == 0:
+        per = b // count
+        return Share(index * per, (index + 1) * per, 0, t)
+    if count % b:
+        raise DatasetError(
+            f"{vault.path}: expected the vault's {b} rows to split over the run's {count} devices "
+            f"(rows a multiple of the devices, or the devices a multiple of the rows), found "
+            f"neither; fix: train on {_divisors_hint(b)} devices (processes x devices each)"
+        )
+    pieces, row = count // b, index // (count // b)
+    episodes = vault.episodes
+    starts = np.sort(episodes["start"][episodes["row"] == row]).astype(np.int64)
+    cuts = [0]
+    for k in range(1, pieces):
+        later = starts[starts > cuts[-1]]
+        if not later.size:
+            break
+        cuts.append(int(later[np.argmin(np.abs(later - k * t / pieces))]))
+    if len(cuts) < pieces:
+        raise DatasetError(
+            f"{vault.path}: row {row} expected at least {pieces} episodes to cut into {pieces} "
+            f"pieces (one per device), found {starts.size}; fix: train on fewer devices"
+        )
+    cuts.append(t)
+    piece = index % pieces
+    return Share(row, row + 1, cuts[piece], cuts[piece + 1])
+
+
+def _divisors_hint(rows: int) -> str:
+    small = [d for d in range(1, min(rows, 64) + 1) if rows % d == 0]
+    return ", ".join(str(d) for d in small[:6]) + " or a multiple of " + str(rows)
+
 
 # --- the dataset ---------------------------------------------------------------------------------
 def _open_vault(path: str):
@@ -143,7 +201,10 @@ class OfflineDataset:
         ...     batch = next(ds.batches(batch_size=32, seed=0))
     """
 
-    def __init__(self, path: str, config: DatasetConfig | None = None) -> None:
+    def __init__(self, path: str, config: DatasetConfig | None = None,
+                 share: tuple[int, int] | None = None) -> None:
+        """``share=(i, count)``: only share ``i`` of ``count`` (:func:`plan_share`), for one
+        device of a run that trains on several."""
         self.path = str(path)
         self.config = config or DatasetConfig()
         vault = _open_vault(self.path)
@@ -154,11 +215,16 @@ class OfflineDataset:
                     f"{self.path}: expected at least one committed step, found 0; record data "
                     "into the vault first"
                 )
-            first = vault.read(start=0, stop=1)
+            b = int(vault.num_rows)
+            self.share = Share(0, b, 0, num_steps) if share is None else plan_share(vault, *share)
+            sh = self.share
+            num_steps = sh.stop - sh.start
+            first = vault.read(start=sh.start, stop=sh.start + 1, rows=self._rows())
             self.metadata = _vault_metadata(vault)
             lengths = getattr(vault, "row_lengths", None)  # [B] int64; the rest is padding
-            self.row_lengths = np.full(int(vault.num_rows), num_steps, np.int64) if (
-                lengths is None) else np.asarray(lengths, np.int64)
+            lengths = np.full(b, sh.stop, np.int64) if lengths is None else np.asarray(
+                lengths, np.int64)
+            self.row_lengths = np.clip(lengths[sh.row0:sh.row1] - sh.start, 0, num_steps)
         finally:
             vault.close()
         self.spec = spec_from_tree(first, self.path, num_steps, self.config.add_agent_ids,
@@ -180,20 +246,24 @@ class OfflineDataset:
     def scenario(self) -> str | None:
         return self.metadata.get("scenario")
 
+    def _rows(self) -> np.ndarray:
+        return np.arange(self.share.row0, self.share.row1, dtype=np.int64)
+
     def _blocks(self, keys: Any = None) -> Iterator[Any]:
         vault = _open_vault(self.path)
         try:
             chunk = self.config.steps_per_chunk or None
-            for _, block in vault.iter_chunks(steps_per_chunk=chunk):
+            for _, block in vault.iter_chunks(steps_per_chunk=chunk, rows=self._rows(),
+                                              start=self.share.start, stop=self.share.stop):
                 yield block
         finally:
             vault.close()
 
     def host_steps(self) -> StepArrays:
-        """Every step on the host (memory mode only: the whole vault is read)."""
+        """Every step of the dataset (its share) on the host (memory mode: all of it is read)."""
         vault = _open_vault(self.path)
         try:
-            tree = vault.read(stop=self.spec.num_steps)
+            tree = vault.read(start=self.share.start, stop=self.share.stop, rows=self._rows())
         finally:
             vault.close()
         return mark_padding(steps_from_tree(tree, self.spec, self.path), self.row_lengths)
@@ -232,6 +302,7 @@ class OfflineDataset:
 
 
 __all__ = ["MODES", "DataSpec", "DatasetConfig", "DeviceData", "OfflineDataset", "SequenceBatch",
+           "Share", "plan_share",
            "StepArrays", "gather_windows", "make_device_data", "make_sampler", "mark_padding",
            "pad_steps", "shuffle_batches", "spec_from_tree", "steps_from_tree", "stream_windows",
            "time_major"]

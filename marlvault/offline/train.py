@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from marlvault import config as cfg
+from marlvault.distributed import DistConfig
 from marlvault.errors import ConfigError, DatasetError
 from marlvault.evaluation import summarise
 from marlvault.logging import RunInfo
@@ -40,6 +41,7 @@ from marlvault.offline import (
     maddpg_cql,
     maicq,
     omar,
+    parallel,
     qmix_bcq,
     qmix_cql,
 )
@@ -142,6 +144,9 @@ class OfflineRunConfig:
     """Seed and evaluation cadence."""
     logger: LoggerConfig = field(default_factory=_logger_default)
     """Run folder, sinks and checkpoints."""
+    dist: DistConfig = field(default_factory=DistConfig)
+    """Several processes (``marlvault launch``, a cluster launcher): each reads its devices'
+    shares of the vault and gradients are averaged over all devices (see docs/OFFLINE.md)."""
     system: Any = None
     """The algorithm's hyper-parameters (its module's ``Config``)."""
 
@@ -262,8 +267,48 @@ def describe_actions(spec: Any) -> str:
     return f"continuous ({spec.action_dim}) in [{spec.action_low:g}, {spec.action_high:g}]{note}"
 
 
+class _ParallelUpdater:
+    """:class:`_Updater` over every device of the run (:mod:`marlvault.offline.parallel`)."""
+
+    def __init__(self, algo: Algorithm, dataset: OfflineDataset, seed: int, mesh: Any) -> None:
+        self.algo, self.dataset, self.mesh = algo, dataset, mesh
+        self.shares = parallel.local_shares(mesh)
+        k = parallel.local_batch_size(algo.batch_size, mesh)
+        parts = [OfflineDataset(dataset.path, dataset.config, share=(i, mesh.size))
+                 for i in self.shares]  # fmt: skip
+        for part in parts:
+            part.mode = dataset.mode  # as decided for the whole vault
+        if dataset.mode == "memory":
+            self.sharded = parallel.ShardedData(parts, mesh)
+            self.compiled: dict[int, Any] = {}
+        else:
+            self.batches = parallel.stream_parts(parts, k, seed, self.shares)
+            self.update = parallel.make_sharded_update(algo, mesh)
+
+    def init(self, key: jax.Array) -> Any:
+        return jax.jit(self.algo.init, out_shardings=parallel.replicated(self.mesh))(key)
+
+    def run(self, state: Any, num: int, key: jax.Array) -> tuple[Any, dict]:
+        if self.dataset.mode == "memory":
+            if num not in self.compiled:
+                self.compiled[num] = parallel.make_sharded_scan(
+                    self.algo, self.dataset.spec, self.dataset.config.seq_len, self.mesh, num)
+            data = self.sharded
+            state, metrics = self.compiled[num](state, data.data, data.counts, key)
+            return state, parallel.to_local(metrics)
+        metrics = []
+        for _ in range(num):
+            batch = parallel.global_batch(next(self.batches), self.mesh)
+            state, m = self.update(state, batch)
+            metrics.append(parallel.to_local(m))
+        return state, jax.tree.map(lambda *xs: np.mean(np.stack(xs)), *metrics)
+
+
 class _Updater:
     """Runs blocks of updates in either dataset mode; ``run(state, n, key) -> (state, metrics)``."""
+
+    def init(self, key: jax.Array) -> Any:
+        return jax.jit(self.algo.init)(key)
 
     def __init__(self, algo: Algorithm, dataset: OfflineDataset, seed: int) -> None:
         self.algo, self.dataset = algo, dataset
@@ -346,10 +391,12 @@ def _train_loop(algorithm: Algorithm, dataset: OfflineDataset, evaluate: Any, co
     the block during which ``should_stop()`` became true."""
     arch, total = config.arch, config.system.num_updates
     blocks = min(arch.num_evaluation, total)
-    updater = _Updater(algorithm, dataset, arch.seed)
+    mesh = parallel.make_mesh()
+    updater = (_Updater(algorithm, dataset, arch.seed) if mesh.size == 1 else
+               _ParallelUpdater(algorithm, dataset, arch.seed, mesh))  # fmt: skip
     key = jax.random.key(arch.seed)
     key, init_key = jax.random.split(key)
-    state, done = jax.jit(algorithm.init)(init_key), 0  # eager: one compile per op
+    state, done = updater.init(init_key), 0
     timed = [0, 0.0]  # updates and seconds of the blocks after the first (no compilation)
     for block in range(blocks):
         num = total // blocks + (1 if block < total % blocks else 0)
@@ -361,7 +408,7 @@ def _train_loop(algorithm: Algorithm, dataset: OfflineDataset, evaluate: Any, co
         if block > 0 or blocks == 1:
             timed = [timed[0] + num, timed[1] + elapsed]
         done += num
-        params = algorithm.params(state)
+        params = parallel.to_local(algorithm.params(state))
         train = {k: float(v) for k, v in metrics.items()}
         session.evaluated(done, num / max(elapsed, 1e-9), evaluate(params, eval_key), train,
                           params)

@@ -612,9 +612,17 @@ class Vault:
         return unflatten(self.read_flat(start, stop, rows, keys))
 
     def iter_chunks(
-        self, steps_per_chunk: int | None = None, rows=None, keys=None, *, flat: bool = False
+        self,
+        steps_per_chunk: int | None = None,
+        rows=None,
+        keys=None,
+        *,
+        flat: bool = False,
+        start: int | None = None,
+        stop: int | None = None,
     ) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Stream committed steps in windows along time, reading one window ahead.
+        """Stream committed steps ``[start, stop)`` (default all) in windows along time, reading
+        one window ahead.
 
         Yields:
             ``(start, tree)`` with each leaf ``(B', n, ...)``; memory stays ~two windows.
@@ -622,11 +630,11 @@ class Vault:
         step = int(steps_per_chunk or self._chunk_steps)
         if step < 1:
             raise VaultRangeError(f"{self.path}: steps_per_chunk expected >= 1, found {step}")
-        end = self._range(None, None)[1]
+        first, end = self._range(start, stop)
         rows, keys = self._select(rows, keys)
 
-        pending = self._issue(0, min(step, end), rows, keys) if end else None
-        for a in range(0, end, step):
+        pending = self._issue(first, min(first + step, end), rows, keys) if end > first else None
+        for a in range(first, end, step):
             b = min(a + step, end)
             current = pending
             if b < end:

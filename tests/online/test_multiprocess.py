@@ -136,3 +136,17 @@ def test_slurm_example_records_one_vault_under_a_stand_in_srun(tmp_path):
     vault = Vault.open(tmp_path / "run.vlt")
     assert vault.metadata["marlvault"]["writers"] == {"processes": 2, "rows_per_process": 4}
     assert vault.num_steps == 4096 // 8 and vault.missing_chunks() == []
+
+    # offline training on that vault: each process reads its devices' rows, gradients averaged
+    offline = ["offline", "train", "bc", f"vault={tmp_path / 'mp.vlt'}", "system.num_updates=60",
+               "arch.num_evaluation=2", "system.batch_size=32", "logger.tensorboard=false"]
+    res = _marlvault("launch", "--nproc", "2", "--devices-per-proc", "2", "--", *offline,
+                     f"logger.base_dir={tmp_path / 'off_mp'}")  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:]
+    res = _marlvault(*offline, f"logger.base_dir={tmp_path / 'off_sp'}", env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = "bc_matrax_climbing-stateless_seed42"
+    _, mp = load_policy(tmp_path / "off_mp" / run / "checkpoints" / "last")
+    _, sp = load_policy(tmp_path / "off_sp" / run / "checkpoints" / "last")
+    for a, b in zip(jax.tree.leaves(mp), jax.tree.leaves(sp), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
