@@ -39,7 +39,7 @@ def test_one_row_is_cut_into_pieces_at_episode_starts(tmp_path):
     v = _vault(tmp_path, 1, 120)
     pieces = [plan_share(v, i, 3) for i in range(3)]
     assert pieces[0].start == 0 and pieces[-1].stop == 120
-    assert all(a.stop == b.start for a, b in zip(pieces, pieces[1:]))  # contiguous, no overlap
+    assert all(a.stop == b.start for a, b in zip(pieces[:-1], pieces[1:], strict=True))  # contiguous, no overlap
     starts = set(v.episodes["start"].tolist())
     assert all(p.start in starts for p in pieces)  # no episode is split
     assert all(20 <= p.stop - p.start <= 60 for p in pieces)  # near a third each

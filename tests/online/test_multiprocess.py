@@ -98,6 +98,20 @@ def test_two_processes_train_like_one_process_with_four_devices(tmp_path):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert len(mp_vault.episodes) == len(sp_vault.episodes)
 
+    # offline training on that vault: each process reads its devices' rows, gradients averaged
+    offline = ["offline", "train", "bc", f"vault={tmp_path / 'mp.vlt'}", "system.num_updates=60",
+               "arch.num_evaluation=2", "system.batch_size=32", "logger.tensorboard=false"]
+    res = _marlvault("launch", "--nproc", "2", "--devices-per-proc", "2", "--", *offline,
+                     f"logger.base_dir={tmp_path / 'off_mp'}")  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:]
+    res = _marlvault(*offline, f"logger.base_dir={tmp_path / 'off_sp'}", env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = "bc_matrax_climbing-stateless_seed42"
+    _, mp = load_policy(tmp_path / "off_mp" / run / "checkpoints" / "last")
+    _, sp = load_policy(tmp_path / "off_sp" / run / "checkpoints" / "last")
+    for a, b in zip(jax.tree.leaves(mp), jax.tree.leaves(sp), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
 
 _FAKE_SRUN = """#!/bin/bash
 # stands in for SLURM's srun on one machine: SLURM_NTASKS copies of the command, each with the
@@ -137,16 +151,3 @@ def test_slurm_example_records_one_vault_under_a_stand_in_srun(tmp_path):
     assert vault.metadata["marlvault"]["writers"] == {"processes": 2, "rows_per_process": 4}
     assert vault.num_steps == 4096 // 8 and vault.missing_chunks() == []
 
-    # offline training on that vault: each process reads its devices' rows, gradients averaged
-    offline = ["offline", "train", "bc", f"vault={tmp_path / 'mp.vlt'}", "system.num_updates=60",
-               "arch.num_evaluation=2", "system.batch_size=32", "logger.tensorboard=false"]
-    res = _marlvault("launch", "--nproc", "2", "--devices-per-proc", "2", "--", *offline,
-                     f"logger.base_dir={tmp_path / 'off_mp'}")  # fmt: skip
-    assert res.returncode == 0, res.stdout[-3000:]
-    res = _marlvault(*offline, f"logger.base_dir={tmp_path / 'off_sp'}", env=env)
-    assert res.returncode == 0, res.stderr[-3000:]
-    run = "bc_matrax_climbing-stateless_seed42"
-    _, mp = load_policy(tmp_path / "off_mp" / run / "checkpoints" / "last")
-    _, sp = load_policy(tmp_path / "off_sp" / run / "checkpoints" / "last")
-    for a, b in zip(jax.tree.leaves(mp), jax.tree.leaves(sp), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-5)
