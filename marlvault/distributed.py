@@ -40,7 +40,8 @@ class DistConfig:
     process_id: int = 0
     """This process's index, ``0 .. num_processes - 1``."""
     timeout_s: int = 60
-    """Seconds to wait for every process to join before failing."""
+    """Seconds to wait for every process to join before failing; also how long a process that
+    stopped answering (killed, lost) goes unnoticed before the others stop."""
 
     def __post_init__(self) -> None:
         require_range("dist", self, "num_processes", lo=1, hi=4096)
@@ -96,7 +97,8 @@ def initialize(dist: DistConfig) -> bool:
     if jax.distributed.is_initialized():
         return True
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    kwargs = {"initialization_timeout": dist.timeout_s}
+    # a process that stops answering (killed, a lost node) ends the others within timeout_s
+    kwargs = {"initialization_timeout": dist.timeout_s, "heartbeat_timeout_seconds": dist.timeout_s}
     if explicit:
         kwargs.update(coordinator_address=dist.coordinator, num_processes=dist.num_processes,
                       process_id=dist.process_id)  # fmt: skip

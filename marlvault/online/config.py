@@ -82,6 +82,9 @@ class RecordConfig:
     """Environment step after which recording stops; ``None`` records to the end."""
     extras: tuple[str, ...] = ()
     """Optional extra keys under ``infos.`` (subset of ``log_prob``, ``update``, ``next_obs``)."""
+    chunk_steps: int = 0
+    """Time steps per stored chunk; 0 picks them so the largest leaf's chunk of one writer's rows
+    is about 4 MiB. Data becomes durable chunk by chunk (and at the end of the run)."""
     resume: bool = False
     """Append to the vault at ``record.path`` if it exists (same structure; in a multi-process
     run, the same number of processes) instead of refusing it. Each row continues from the
@@ -93,6 +96,7 @@ class RecordConfig:
                 "a vault path or URL, or null (record nothing)", "record.path=vaults/run.vlt")
         require_range("record", self, "every_k_updates", lo=1, hi=INT32_MAX)
         require_range("record", self, "start_step", lo=0)
+        require_range("record", self, "chunk_steps", lo=0, hi=1 << 20)
         if self.stop_step is not None:
             require("record.stop_step", self.stop_step, self.stop_step > self.start_step,
                     f"null or a step after record.start_step={self.start_step}",

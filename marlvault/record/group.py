@@ -63,6 +63,7 @@ def open_group_vault(
     resume: bool,
     host: str,
     wait_s: float,
+    chunks: int | None = None,
 ) -> tuple[Any, Any, int]:
     """Create or reopen ``path`` as this process's part of a writer group.
 
@@ -101,7 +102,8 @@ def open_group_vault(
         return result
 
     def leader_open() -> Any:
-        return Vault.create(path, example, metadata=metadata, group=group, exist_ok=resume)
+        return Vault.create(path, example, metadata=metadata, group=group, exist_ok=resume,
+                            chunks=chunks)  # fmt: skip
 
     vault = step(f"{path}: process 0 creating the vault", leader_open, me == 0)
     member = step(f"{path}: opening the vault", lambda: Vault.open(path, "a", group=group), me != 0)

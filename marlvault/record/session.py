@@ -145,11 +145,12 @@ class TrainingRecorder:
         """Rows whose open episode was ended where ``record.resume=true`` continued."""
         if jax.process_count() > 1:
             vault, self._server, self.cut_rows = open_group_vault(
-                rec.path, example, metadata=meta, resume=rec.resume,
+                rec.path, example, metadata=meta, resume=rec.resume, chunks=rec.chunk_steps or None,
                 host=coordinator_host(config.dist), wait_s=config.dist.timeout_s,
             )  # fmt: skip
         else:
-            vault = Vault.create(rec.path, example, metadata=meta, exist_ok=rec.resume)
+            vault = Vault.create(rec.path, example, metadata=meta, exist_ok=rec.resume,
+                                 chunks=rec.chunk_steps or None)  # fmt: skip
             if rec.resume:
                 try:
                     self.cut_rows = vault.cut_tail()

@@ -151,3 +151,41 @@ def test_slurm_example_records_one_vault_under_a_stand_in_srun(tmp_path):
     assert vault.metadata["marlvault"]["writers"] == {"processes": 2, "rows_per_process": 4}
     assert vault.num_steps == 4096 // 8 and vault.missing_chunks() == []
 
+
+
+@pytest.mark.slow
+def test_killed_writer_process_leaves_a_prefix_and_the_same_command_resumes(tmp_path):
+    """Slow (~2 min): SIGKILL of process 1 of a recording run under ``marlvault launch``; the
+    launcher stops process 0 (and with it the OCDBT coordinator); the vault verifies, and the
+    same command with ``record.resume=true`` continues every row after a cut."""
+    vault = tmp_path / "run.vlt"
+    cmd = [sys.executable, "-m", "marlvault", "launch", "--nproc", "2", "--", "train", "ippo",
+           *TINY, "system.total_timesteps=2000000", "arch.num_evaluation=400",
+           "record.chunk_steps=16", f"record.path={vault}", f"logger.base_dir={tmp_path}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # until some steps are committed
+        if (vault / "metadata.json").exists() and Vault.open(vault).num_steps >= 64:
+            break
+        time.sleep(1)
+    child = subprocess.run(["pgrep", "-f", f"record.path={vault}.*dist.process_id=1"],
+                           capture_output=True, text=True).stdout.split()  # fmt: skip
+    assert child, "process 1 not found"
+    os.kill(int(child[0]), 9)
+    t0 = time.monotonic()
+    assert proc.wait(timeout=120) != 0 and time.monotonic() - t0 < 90
+    killed = Vault.open(vault)
+    steps = killed.num_steps
+    assert steps >= 64 and steps % 16 == 0 and killed.missing_chunks() == []
+    before = killed.read()
+
+    res = _marlvault("launch", "--nproc", "2", "--", "train", "ippo", *TINY,
+                     "record.chunk_steps=16", f"record.path={vault}", "record.resume=true",
+                     f"logger.base_dir={tmp_path / 'again'}")  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:]
+    resumed = Vault.open(vault)
+    assert resumed.num_steps == steps + 4096 // 8
+    after = resumed.read(stop=steps)
+    np.testing.assert_array_equal(after["observations"], before["observations"])
+    ended = after["terminals"][:, -1, 0] + after["truncations"][:, -1, 0]
+    assert (ended > 0).all()  # every row's open episode was cut where the new run starts
