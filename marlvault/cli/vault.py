@@ -74,6 +74,11 @@ def info(
             f"{pad['min_valid_steps']}..{pad['max_valid_steps']}; transitions exclude padding)",
         )
     ours = summary["marlvault"] or {}
+    writers = ours.get("writers")
+    if isinstance(writers, dict):
+        per = writers.get("rows_per_process")
+        lines.append(f"written by {writers.get('processes')} processes, {per} rows each "
+                     f"(process i: rows [i*{per}, (i+1)*{per}))")  # fmt: skip
     shown = {k: ours[k] for k in ("env_name", "scenario", "seed", "source") if k in ours}
     if shown:
         lines.append("recorded: " + "  ".join(f"{k}={v}" for k, v in shown.items()))

@@ -147,7 +147,8 @@ def derived_metadata(source: Any, provenance: dict[str, Any]) -> dict[str, Any]:
     for key in ("created", "creator"):
         if key in ours:
             prov[f"source_{key}"] = ours[key]
-    dropped = (*ENGINE_KEYS, "provenance", "row_lengths")  # the derived vault has its own rows
+    # the derived vault has its own rows and one writer
+    dropped = (*ENGINE_KEYS, "provenance", "row_lengths", "writers")
     kept = {k: v for k, v in ours.items() if k not in dropped}
     if "provenance" in ours:
         prov["source_provenance"] = ours["provenance"]

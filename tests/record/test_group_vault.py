@@ -74,6 +74,12 @@ def test_two_writers_fill_their_rows_and_flashbax_reads_the_vault(tmp_path):
     assert len(vault.episodes) == 4 * 6 + 4  # 6 ended episodes per row (every 7 steps), 1 open
     assert vault.missing_chunks() == []
     assert not (tmp_path / "v.vlt" / "marlvault.lock").exists()
+    from typer.testing import CliRunner
+
+    from marlvault.cli import app
+
+    shown = CliRunner().invoke(app, ["vault", "info", str(tmp_path / "v.vlt")]).output
+    assert "written by 2 processes, 2 rows each" in shown
 
     from flashbax.vault import Vault as FbxVault
 
