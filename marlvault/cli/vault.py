@@ -79,6 +79,10 @@ def info(
         per = writers.get("rows_per_process")
         lines.append(f"written by {writers.get('processes')} processes, {per} rows each "
                      f"(process i: rows [i*{per}, (i+1)*{per}))")  # fmt: skip
+        progress = summary.get("writer_progress")
+        if progress:
+            lines.append(f"steps committed by each process: {progress} (readers see the "
+                         f"{summary['steps']} that every row reached)")  # fmt: skip
     shown = {k: ours[k] for k in ("env_name", "scenario", "seed", "source") if k in ours}
     if shown:
         lines.append("recorded: " + "  ".join(f"{k}={v}" for k, v in shown.items()))

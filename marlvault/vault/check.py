@@ -30,6 +30,7 @@ def describe(path: str) -> dict[str, Any]:
     return {
         "path": vault.path,
         "version": vault.metadata.get("version"),
+        "writer_progress": vault.writer_progress,
         "written_by": "marlvault" if ours else "flashbax",
         "rows": vault.num_rows,
         "steps": vault.num_steps,

@@ -121,6 +121,19 @@ def read_progress(store: Store, group: WriterGroup, base: int) -> np.ndarray:
     return out
 
 
+def last_progress(store: Store, num_processes: int) -> list[int | None]:
+    """Committed steps each process last recorded, whatever its group (None: never wrote)."""
+    out: list[int | None] = []
+    for i in range(num_processes):
+        raw = store.read_key(_key(i))
+        try:
+            steps = json.loads(raw).get("steps") if raw else None
+        except (ValueError, AttributeError):
+            steps = None
+        out.append(steps if type(steps) is int and steps >= 0 else None)
+    return out
+
+
 def settle_index(store: Store, group: WriterGroup, base: int, written: int) -> int:
     """Leader: write ``vault_index`` = the group's smallest progress when it grew past
     ``written``. Returns the index now stored."""

@@ -272,6 +272,16 @@ class Vault:
         return np.minimum(stored, steps)
 
     @property
+    def writer_progress(self) -> list[int | None] | None:
+        """For a vault written by a writer group: the steps each process last committed for
+        its rows (``docs/FORMAT.md``, "Several writers"); :attr:`num_steps` is what every row
+        reached. None for a vault with one writer."""
+        writers = self._meta.ours.get(shared.WRITERS_KEY)
+        if not isinstance(writers, dict) or type(writers.get("processes")) is not int:
+            return None
+        return shared.last_progress(self._store, writers["processes"])
+
+    @property
     def has_padding(self) -> bool:
         """Some row is shorter than :attr:`num_steps` (see :attr:`row_lengths`)."""
         return bool((self.row_lengths < self.num_steps).any())

@@ -80,6 +80,7 @@ def test_two_writers_fill_their_rows_and_flashbax_reads_the_vault(tmp_path):
 
     shown = CliRunner().invoke(app, ["vault", "info", str(tmp_path / "v.vlt")]).output
     assert "written by 2 processes, 2 rows each" in shown
+    assert "steps committed by each process: [45, 45]" in shown
 
     from flashbax.vault import Vault as FbxVault
 
@@ -116,6 +117,7 @@ def test_member_killed_leader_settles_and_resume_continues_every_row(tmp_path):
     vault = Vault.open(tmp_path / "v.vlt")
     killed_at = vault.num_steps
     assert 0 < killed_at < 60  # the member's committed chunks, not the leader's 60 steps
+    assert vault.writer_progress == [60, killed_at]  # each process's rows, as far as committed
     np.testing.assert_array_equal(vault.read()["observations"][..., 0], _expected_obs(killed_at))
     assert vault.missing_chunks() == []
     last_open = vault.read(start=killed_at - 1, keys="truncations")["truncations"][:, 0]
