@@ -336,21 +336,12 @@ def gru_over_time(weights: dict, h: Array, x: Array, reset: Array) -> tuple[Arra
     steps, batch_shape, size = x.shape[0], h.shape[:-1], h.shape[-1]
     rows = math.prod(batch_shape)
     x2 = x.reshape(steps * rows, x.shape[-1])
-    if _OPTIONS["input_concat"]:
-        kernel = jnp.concatenate([weights[i][0] for i, _ in _GATES], 1)
-        bias = jnp.concatenate([weights[i][1] for i, _ in _GATES])
-        xi = (x2 @ kernel + bias).reshape(steps, rows, 3 * size)
-        xr, xz, xn = (xi[..., g * size:(g + 1) * size] for g in range(3))
-    else:
-        xr, xz, xn = ((x2 @ weights[i][0] + weights[i][1]).reshape(steps, rows, size)
-                      for i, _ in _GATES)
+    xr, xz, xn = ((x2 @ weights[i][0] + weights[i][1]).reshape(steps, rows, size)
+                  for i, _ in _GATES)
     (whr, _), (whz, _), (whn, bhn) = (weights[r] for _, r in _GATES)
     h, y = _gru_recurrence(whr, whz, whn, bhn, xr, xz, xn, reset.reshape(steps, rows),
                            h.reshape(rows, size))
     return h.reshape(*batch_shape, size), y.reshape(steps, *batch_shape, size)
-
-
-_OPTIONS = {"input_concat": False}
 
 
 def _gru_loop(whr, whz, whn, bhn, xr, xz, xn, reset, h):
