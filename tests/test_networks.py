@@ -124,7 +124,8 @@ def test_scanned_rnn_equals_flax_scanned_gru_cell():
             return jnp.sum(jnp.sin(y)) + jnp.sum(h_last ** 2)
         return f
 
-    for a, r in zip(ours.apply(params, h0, (x, reset)), ref.apply(params, h0, (x, reset))):
+    for a, r in zip(ours.apply(params, h0, (x, reset)), ref.apply(params, h0, (x, reset)),
+                    strict=True):
         np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6)
     grads = jax.grad(loss(ours), argnums=(0, 1, 2))(params, x, h0)
     ref_grads = jax.grad(loss(ref), argnums=(0, 1, 2))(params, x, h0)
