@@ -253,20 +253,25 @@ class ScannedRNN(nn.Module):
     Where ``reset[t]`` is True (the first step of an episode) the carry is zeroed before step t,
     so no information crosses episode boundaries. Extra batch axes (e.g. agents) are allowed
     between T and F as long as ``h`` and ``reset`` have them too.
+
+    The parameters and the arithmetic are those of ``flax.linen.GRUCell`` scanned over time with
+    ``nn.scan`` (what this module was until 2026-11; same parameter names, shapes and
+    initialisers, so older checkpoints load), computed in fewer, larger operations: XLA CPU runs
+    a scanned loop body one small operation at a time, and the GRU's 64x64 or 128x128 products
+    are small. The input products of all T steps are one matmul per gate before the loop; the
+    loop holds the recurrent products only; and its backward pass (a custom VJP) carries only the
+    hidden state's cotangent, emitting each step's gate cotangents, so the recurrent weights'
+    gradient is one matmul after the loop instead of T small ones accumulated inside it.
+    Outputs equal ``nn.scan(GRUCell)``'s to float32 rounding (tests/test_networks.py).
     """
 
     hidden_size: int = 128
 
     @nn.compact
     def __call__(self, h: Array, inputs: tuple[Array, Array]) -> tuple[Array, Array]:
-        cell = nn.scan(
-            _ResetGRU,
-            variable_broadcast="params",
-            split_rngs={"params": False},
-            in_axes=0,
-            out_axes=0,
-        )(self.hidden_size)
-        return cell(h, inputs)
+        x, reset = inputs
+        weights = _GRUWeights(self.hidden_size, name="Scan_ResetGRU_0")(x.shape[-1])
+        return gru_over_time(weights, h, x, reset)
 
     @staticmethod
     def initialize_carry(batch_shape: tuple[int, ...], hidden_size: int) -> Array:
@@ -274,15 +279,126 @@ class ScannedRNN(nn.Module):
         return jnp.zeros((*batch_shape, hidden_size), jnp.float32)
 
 
-class _ResetGRU(nn.Module):
+_GATES = (("ir", "hr"), ("iz", "hz"), ("in", "hn"))
+"""``flax.linen.GRUCell``'s dense layers: (input, recurrent) for the reset, update and new gates."""
+
+
+class _GRUWeights(nn.Module):
+    """``flax.linen.GRUCell``'s parameters where ``nn.scan`` put them (``GRUCell_0`` inside this
+    module, named ``Scan_ResetGRU_0`` by its parent): ``{name: (kernel [in, H], bias [H] or
+    None)}`` for ``ir, iz, in`` (input, with bias), ``hr, hz`` (recurrent, no bias), ``hn``
+    (recurrent, with bias)."""
+
     hidden_size: int
 
     @nn.compact
-    def __call__(self, h: Array, inputs: tuple[Array, Array]) -> tuple[Array, Array]:
-        x, reset = inputs
-        h = jnp.where(reset[..., None], jnp.zeros_like(h), h)
-        h, y = nn.GRUCell(self.hidden_size)(h, x)
-        return h, y
+    def __call__(self, in_features: int) -> dict:
+        return _GRUCellWeights(self.hidden_size, name="GRUCell_0")(in_features)
+
+
+class _GRUCellWeights(nn.Module):
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, in_features: int) -> dict:
+        defaults = {k: f.default for k, f in nn.GRUCell.__dataclass_fields__.items()}
+        size, weights = self.hidden_size, {}
+        for name, rows, init, bias in (  # GRUCell's order
+                ("ir", in_features, "kernel_init", True), ("hr", size, "recurrent_kernel_init", False),
+                ("iz", in_features, "kernel_init", True), ("hz", size, "recurrent_kernel_init", False),
+                ("in", in_features, "kernel_init", True), ("hn", size, "recurrent_kernel_init", True)):
+            weights[name] = _DenseWeights(rows, size, defaults[init],
+                                          defaults["bias_init"] if bias else None, name=name)()
+        return weights
+
+
+class _DenseWeights(nn.Module):
+    """The parameters ``flax.linen.Dense`` makes (``kernel`` [rows, features], ``bias``)."""
+
+    rows: int
+    features: int
+    kernel_init: Any
+    bias_init: Any  # None: no bias
+
+    @nn.compact
+    def __call__(self) -> tuple[Array, Array | None]:
+        kernel = self.param("kernel", self.kernel_init, (self.rows, self.features), jnp.float32)
+        bias = None
+        if self.bias_init is not None:
+            bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        return kernel, bias
+
+
+def gru_over_time(weights: dict, h: Array, x: Array, reset: Array) -> tuple[Array, Array]:
+    """``flax.linen.GRUCell`` (``weights`` as :class:`_GRUWeights` gives them) over time:
+    ``h [B..., H]``, ``x [T, B..., F]``, ``reset [T, B...]`` -> ``(h [B..., H], y [T, B..., H])``,
+    the carry zeroed before each step where ``reset`` is True."""
+    steps, batch_shape, size = x.shape[0], h.shape[:-1], h.shape[-1]
+    rows = math.prod(batch_shape)
+    x2 = x.reshape(steps * rows, x.shape[-1])
+    xr, xz, xn = ((x2 @ weights[i][0] + weights[i][1]).reshape(steps, rows, size)
+                  for i, _ in _GATES)
+    (whr, _), (whz, _), (whn, bhn) = (weights[r] for _, r in _GATES)
+    h, y = _gru_recurrence(whr, whz, whn, bhn, xr, xz, xn, reset.reshape(steps, rows),
+                           h.reshape(rows, size))
+    return h.reshape(*batch_shape, size), y.reshape(steps, *batch_shape, size)
+
+
+def _gru_loop(whr, whz, whn, bhn, xr, xz, xn, reset, h):
+    """The recurrence; per step the output and what the backward pass needs (the carry after
+    the reset, r, z, n and the new gate's recurrent term)."""
+
+    def step(h, inputs):
+        ar, az, an, first = inputs
+        h = jnp.where(first[:, None], jnp.zeros_like(h), h)
+        r = jax.nn.sigmoid(ar + h @ whr)
+        z = jax.nn.sigmoid(az + h @ whz)
+        hn = h @ whn + bhn
+        n = jnp.tanh(an + r * hn)
+        new = (1.0 - z) * n + z * h
+        return new, (new, (h, r, z, n, hn))
+
+    return jax.lax.scan(step, h, (xr, xz, xn, reset))
+
+
+@jax.custom_vjp
+def _gru_recurrence(whr, whz, whn, bhn, xr, xz, xn, reset, h):
+    """``(h_T, y)`` of the GRU recurrence given the input terms ``x{r,z,n} [T, R, H]`` (biases
+    included), ``reset [T, R]``, ``h [R, H]``."""
+    h, (y, _) = _gru_loop(whr, whz, whn, bhn, xr, xz, xn, reset, h)
+    return h, y
+
+
+def _gru_recurrence_fwd(whr, whz, whn, bhn, xr, xz, xn, reset, h):
+    h, (y, saved) = _gru_loop(whr, whz, whn, bhn, xr, xz, xn, reset, h)
+    return (h, y), (whr, whz, whn, reset, saved)
+
+
+def _gru_recurrence_bwd(residuals, cotangents):
+    whr, whz, whn, reset, saved = residuals
+    dh_last, dy = cotangents
+    whr_t, whz_t, whn_t = whr.T, whz.T, whn.T
+
+    def step(dh, inputs):
+        dy_t, first, h, r, z, n, hn = inputs
+        dh = dh + dy_t
+        dn = dh * (1.0 - z) * (1.0 - n * n)  # through tanh: the new gate's pre-activation
+        dz = dh * (h - n) * (z * (1.0 - z))
+        dhn = dn * r
+        dr = dn * hn * (r * (1.0 - r))
+        dprev = dh * z + dr @ whr_t + dz @ whz_t + dhn @ whn_t
+        return jnp.where(first[:, None], jnp.zeros_like(dprev), dprev), (dr, dz, dn, dhn)
+
+    dh0, (dr, dz, dn, dhn) = jax.lax.scan(step, dh_last, (dy, reset, *saved), reverse=True)
+    size = dr.shape[-1]
+    h_before = saved[0].reshape(-1, size)
+    # the three recurrent weights' gradients as one [H, 3H] product over all steps and rows
+    dw = h_before.T @ jnp.concatenate([dr, dz, dhn], -1).reshape(-1, 3 * size)
+    dwhr, dwhz, dwhn = dw[:, :size], dw[:, size:2 * size], dw[:, 2 * size:]
+    return dwhr, dwhz, dwhn, dhn.reshape(-1, size).sum(0), dr, dz, dn, None, dh0
+
+
+_gru_recurrence.defvjp(_gru_recurrence_fwd, _gru_recurrence_bwd)
 
 
 class GRUActionNetwork(nn.Module):

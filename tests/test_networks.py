@@ -1,8 +1,10 @@
 """Networks: the masked categorical respects the mask; the tanh-Gaussian's density and bounds;
-the GRU resets at episode starts; the recurrent actor and critic of recurrent IPPO."""
+the GRU resets at episode starts and equals flax's scanned GRUCell (parameters, outputs,
+gradients); the recurrent actor and critic of recurrent IPPO."""
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,6 +80,57 @@ def test_scanned_rnn_resets_carry_at_episode_start():
     # and without the reset the history matters
     _, y_noreset = rnn.apply(params, carry, (x, jnp.zeros((t, b), bool)))
     assert not np.allclose(y_noreset[3:], y_fresh)
+
+
+class _ResetGRU(nn.Module):  # its name gives the parameters their scope, Scan_ResetGRU_0
+    """What ScannedRNN computed before 2026-11: flax's GRUCell, carry zeroed where reset."""
+
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, h, inputs):
+        x, reset = inputs
+        h = jnp.where(reset[..., None], jnp.zeros_like(h), h)
+        return nn.GRUCell(self.hidden_size)(h, x)
+
+
+class _FlaxScannedRNN(nn.Module):
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, h, inputs):
+        return nn.scan(_ResetGRU, variable_broadcast="params", split_rngs={"params": False},
+                       in_axes=0, out_axes=0)(self.hidden_size)(h, inputs)
+
+
+def test_scanned_rnn_equals_flax_scanned_gru_cell():
+    """Same parameter tree and initial values as ``nn.scan(GRUCell)``; same outputs, final carry
+    and gradients (parameters, inputs, initial carry) to float32 rounding, with resets inside
+    the sequence and an extra batch axis."""
+    t, b, n, f, h = 9, 3, 2, 5, 16
+    keys = jax.random.split(jax.random.PRNGKey(3), 4)
+    x = jax.random.normal(keys[0], (t, b, n, f))
+    h0 = jax.random.normal(keys[1], (b, n, h))
+    reset = jax.random.bernoulli(keys[2], 0.25, (t, b, n))
+    ours, ref = ScannedRNN(h), _FlaxScannedRNN(h)
+    params = ours.init(keys[3], h0, (x, reset))
+    ref_params = ref.init(keys[3], h0, (x, reset))
+    assert jax.tree.structure(params) == jax.tree.structure(ref_params)
+    jax.tree.map(np.testing.assert_array_equal, params, ref_params)
+
+    def loss(module):
+        def f(p, x, h0):
+            h_last, y = module.apply(p, h0, (x, reset))
+            return jnp.sum(jnp.sin(y)) + jnp.sum(h_last ** 2)
+        return f
+
+    for a, r in zip(ours.apply(params, h0, (x, reset)), ref.apply(params, h0, (x, reset)),
+                    strict=True):
+        np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6)
+    grads = jax.grad(loss(ours), argnums=(0, 1, 2))(params, x, h0)
+    ref_grads = jax.grad(loss(ref), argnums=(0, 1, 2))(params, x, h0)
+    jax.tree.map(lambda a, r: np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-5),
+                 grads, ref_grads)
 
 
 def test_gru_action_network_shapes():
