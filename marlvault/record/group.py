@@ -105,11 +105,40 @@ def open_group_vault(
         return Vault.create(path, example, metadata=metadata, group=group, exist_ok=resume,
                             chunks=chunks)  # fmt: skip
 
+    # every process but 0: fail in bounded time, naming the address, if it cannot reach it
+    step(f"{path}: reaching the vault's OCDBT coordinator at {group.coordinator}",
+         lambda: _reach(group.coordinator, wait_s), me != 0)  # fmt: skip
     vault = step(f"{path}: process 0 creating the vault", leader_open, me == 0)
-    member = step(f"{path}: opening the vault", lambda: Vault.open(path, "a", group=group), me != 0)
-    vault = vault if me == 0 else member
-    cut = step(f"{path}: cutting open episodes to resume", vault.cut_tail, True) if resume else 0
+    try:
+        member = step(f"{path}: opening the vault", lambda: Vault.open(path, "a", group=group),
+                      me != 0)  # fmt: skip
+        vault = vault if me == 0 else member
+        cut = step(f"{path}: cutting open episodes to resume", vault.cut_tail, True) if resume else 0
+    except BaseException:
+        if vault is not None:
+            vault.release()  # process 0's lock: a failed start leaves no lock behind
+        raise
     return vault, server, int(cut or 0)
+
+
+def _reach(address: str, timeout_s: float) -> None:
+    """Returns once the OCDBT coordinator at ``address`` accepts a TCP connection.
+
+    Raises:
+        DistributedError: not within ``timeout_s``; the message names the address and the fix.
+    """
+    from marlvault.distributed import wait_for_coordinator
+    from marlvault.errors import DistributedError
+
+    try:
+        wait_for_coordinator(address, timeout_s)
+    except DistributedError:
+        raise DistributedError(
+            f"record.path: expected the vault's OCDBT coordinator that process 0 started at "
+            f"{address} to answer within dist.timeout_s={timeout_s:g} s, found no answer; fix: "
+            "let every process reach process 0's host on that port (it is chosen at random; "
+            "open the range between the nodes), or record from a one-process run"
+        ) from None
 
 
 def local_parts(tree: Any) -> tuple[list[Any], Any]:

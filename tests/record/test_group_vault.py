@@ -159,7 +159,7 @@ def test_leader_killed_member_fails_fast_and_the_vault_keeps_its_prefix(tmp_path
     )
 
 
-def test_two_writers_on_a_loopback_s3_server(tmp_path, monkeypatch):
+def test_on_a_loopback_s3_server_a_killed_writer_then_resume(tmp_path, monkeypatch):
     pytest.importorskip("moto.server")
     from tests.vault.loopback import moto_s3
 
@@ -170,11 +170,35 @@ def test_two_writers_on_a_loopback_s3_server(tmp_path, monkeypatch):
             monkeypatch.setenv(key, value)
         monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
         url = "s3://mv-group/runs/v.vlt"
-        procs = [_start(tmp_path, i, "g1", 23, "--url", url) for i in (0, 1)]
-        assert all("closed 25" in _finish(p) for p in procs)
-        _reset(tmp_path)  # a second run continues it
-        procs = [_start(tmp_path, i, "g2", 10, "--url", url, "--resume") for i in (0, 1)]
-        assert all("opened 25" in _finish(p) for p in procs)
+        leader = _start(tmp_path, 0, "g1", 60, "--url", url, "--pause", "0.05", "--wait-s", "3")
+        member = _start(tmp_path, 1, "g1", 400, "--url", url, "--pause", "0.05")
+        _wait_line(member, "appended 20")
+        member.send_signal(signal.SIGKILL)  # a writer dies mid-run
+        member.communicate()
+        _finish(leader)
         vault = Vault.open(url)
-        np.testing.assert_array_equal(vault.read()["observations"][..., 0], _expected_obs(35))
+        killed_at = vault.num_steps
+        assert 0 < killed_at < 60 and vault.writer_progress == [60, killed_at]
+        _reset(tmp_path)  # the same command again, resuming
+        procs = [_start(tmp_path, i, "g2", 10, "--url", url, "--resume") for i in (0, 1)]
+        assert all(f"opened {killed_at}" in _finish(p) for p in procs)
+        vault = Vault.open(url)
+        np.testing.assert_array_equal(
+            vault.read()["observations"][..., 0], _expected_obs(killed_at + 10)
+        )
         assert vault.metadata["marlvault"]["writers"]["processes"] == 2
+
+
+def test_a_member_that_cannot_reach_the_coordinator_fails_in_bounded_time():
+    import socket
+
+    from marlvault.errors import DistributedError
+    from marlvault.record.group import _reach
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    t0 = time.monotonic()
+    with pytest.raises(DistributedError, match=address) as info:
+        _reach(address, 1.0)
+    assert time.monotonic() - t0 < 10 and "fix:" in str(info.value)
