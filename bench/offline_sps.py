@@ -9,7 +9,8 @@ at its default batch size and sequence length times ``--updates`` updates after 
 (compilation excluded):
 
 * memory: the whole dataset on the device, ``--updates`` updates sampled inside one ``lax.scan``;
-* stream: ``Vault.iter_chunks`` -> windows -> shuffle buffer -> host batches -> jitted update.
+* stream: ``Vault.iter_chunks`` -> windows -> shuffle buffer -> host batches -> the trainer's
+  streaming updater (one jitted update per batch).
 
 Prints a markdown table. Usage::
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from marlvault.offline.common import AlgorithmEntry, make_scan_train
 from marlvault.offline.dataset import DatasetConfig, OfflineDataset
-from marlvault.offline.train import ALGORITHMS
+from marlvault.offline.train import ALGORITHMS, _Updater
 from marlvault.vault.vault import Vault
 
 N, O, A, S, EPISODE = 2, 66, 5, 132, 500  # noqa: E741
@@ -92,17 +93,16 @@ def bench_memory(entry: AlgorithmEntry, config, path: str, updates: int) -> tupl
 
 
 def bench_stream(entry: AlgorithmEntry, config, path: str, updates: int) -> float:
+    """The trainer's own streaming path (``offline/train.py``: one jitted update per host
+    batch), after a warm-up block of the same size."""
     ds = _dataset(entry, config, path, "stream")
     algo = entry.make(config, ds.spec)
-    update = jax.jit(algo.update)
-    batches = ds.batches(algo.batch_size, seed=0)
-    state = algo.init(jax.random.key(0))
-    for _ in range(3):
-        state, _ = update(state, next(batches))
+    updater = _Updater(algo, ds, seed=0)
+    state = updater.init(jax.random.key(0))
+    state, _ = updater.run(state, updates, jax.random.key(1))  # compile + warm up
     jax.block_until_ready(state)
     start = time.perf_counter()
-    for _ in range(updates):
-        state, _ = update(state, next(batches))
+    state, _ = updater.run(state, updates, jax.random.key(2))
     jax.block_until_ready(state)
     return updates / (time.perf_counter() - start)
 

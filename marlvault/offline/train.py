@@ -267,6 +267,12 @@ def describe_actions(spec: Any) -> str:
     return f"continuous ({spec.action_dim}) in [{spec.action_low:g}, {spec.action_high:g}]{note}"
 
 
+# Streaming runs one jitted update per host batch. Handing it groups of host batches in one
+# lax.scan (up to 1.5x for the CQL actor-critics) was tried twice and taken out: in a process
+# that had already run a dozen algorithms, a group's XLA execution (or its device_put) waited
+# forever with idle CPUs; docs/BENCHMARKS.md ("Offline training speed") has the details.
+
+
 class _ParallelUpdater:
     """:class:`_Updater` over every device of the run (:mod:`marlvault.offline.parallel`)."""
 
@@ -325,7 +331,7 @@ class _Updater:
             if num not in self.compiled:
                 self.compiled[num] = jax.jit(make_scan_train(self.algo, self.sample, num))
             return self.compiled[num](state, self.data, key)
-        metrics = []
+        metrics = []  # one jitted update per batch (see the note above)
         for _ in range(num):
             state, m = self.update(state, next(self.batches))
             metrics.append(m)
