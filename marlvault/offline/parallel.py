@@ -39,7 +39,10 @@ from marlvault.offline.windows import (
     pad_steps,
     time_major,
 )
+from marlvault.online import anakin
 from marlvault.optim import averaging_over
+
+Array = jax.Array
 
 AXIS = "data"
 """The mesh axis the devices (and the vault's shares) are split along."""
@@ -84,11 +87,7 @@ def to_local(tree: Any) -> Any:
 def _global_max(values: list[int]) -> np.ndarray:
     """Element-wise maximum of ``values`` over every process."""
     local = np.asarray(values, np.int64)
-    if jax.process_count() == 1:
-        return local
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(local)).reshape(-1, local.size).max(0)
+    return np.asarray(anakin.to_host(local)).reshape(-1, local.size).max(0)
 
 
 def _pad_rows(steps: StepArrays, rows: int) -> StepArrays:
@@ -147,9 +146,6 @@ def _sample_share(data: DeviceData, count: Array, key: Array, spec: Any, seq_len
     pick = jax.random.randint(key, (k,), 0, count)
     batch = gather_windows(data.steps, data.rows[pick], data.t0[pick], seq_len, spec, jnp)
     return time_major(batch, jnp)
-
-
-Array = jax.Array
 
 
 def make_sharded_scan(algo: Algorithm, spec: Any, seq_len: int, mesh: Mesh,

@@ -29,11 +29,15 @@ from marlvault.offline.common import (
     Algorithm,
     AlgorithmEntry,
     DataNeeds,
-    init_gru_network,
     masked_mean,
 )
 from marlvault.offline.dataset import DataSpec, SequenceBatch
-from marlvault.offline.qmix_cql import QMixer, init_mixer, make_mixer, require_state
+from marlvault.offline.qmix_cql import (
+    QMixer,
+    init_with_second_network,
+    make_mixer,
+    require_state,
+)
 from marlvault.offline.value import TrainState
 from marlvault.optim import make_optimiser
 
@@ -104,14 +108,7 @@ def make_init(config: Config, spec: DataSpec):
     nets, tx = _nets(config, spec), make_optimiser(config.lr, config.max_grad_norm)
 
     def init(key: Array) -> TrainState:
-        k_q, k_bc, k_mix = jax.random.split(key, 3)
-        params = {
-            "q": init_gru_network(nets.agent, k_q, spec, config.rnn_size),
-            "bc": init_gru_network(nets.agent, k_bc, spec, config.rnn_size),
-            "mixer": init_mixer(nets.mixer, k_mix, spec),
-        }
-        target = {"q": params["q"], "mixer": params["mixer"]}
-        return TrainState(params, target, tx.init(params), jnp.zeros((), jnp.int32))
+        return init_with_second_network(nets, tx, spec, config.rnn_size, key, "bc")
 
     return init
 

@@ -150,6 +150,20 @@ def make_init(config: Config, spec: DataSpec):
     return init
 
 
+def init_with_second_network(nets, tx, spec: DataSpec, rnn_size: int, key: Array,
+                             second: str) -> TrainState:
+    """A QMIX critic (``{"q", "mixer"}``, target a copy) plus a second agent network under
+    ``params[second]``: QMIX+BCQ's behaviour model (``"bc"``), MAICQ's policy (``"policy"``)."""
+    k_q, k_second, k_mix = jax.random.split(key, 3)
+    params = {
+        "q": init_gru_network(nets.agent, k_q, spec, rnn_size),
+        second: init_gru_network(nets.agent, k_second, spec, rnn_size),
+        "mixer": init_mixer(nets.mixer, k_mix, spec),
+    }
+    target = {"q": params["q"], "mixer": params["mixer"]}
+    return TrainState(params, target, tx.init(params), jnp.zeros((), jnp.int32))
+
+
 def data_needs(config: Config) -> DataNeeds:
     """Non-overlapping windows of ``seq_len`` steps with the global state."""
     return DataNeeds(config.seq_len, 0, True)

@@ -267,12 +267,6 @@ def describe_actions(spec: Any) -> str:
     return f"continuous ({spec.action_dim}) in [{spec.action_low:g}, {spec.action_high:g}]{note}"
 
 
-# Streaming runs one jitted update per host batch. Handing it groups of host batches in one
-# lax.scan (up to 1.5x for the CQL actor-critics) was tried twice and taken out: in a process
-# that had already run a dozen algorithms, a group's XLA execution (or its device_put) waited
-# forever with idle CPUs; docs/BENCHMARKS.md ("Offline training speed") has the details.
-
-
 class _ParallelUpdater:
     """:class:`_Updater` over every device of the run (:mod:`marlvault.offline.parallel`)."""
 
@@ -311,10 +305,13 @@ class _ParallelUpdater:
 
 
 class _Updater:
-    """Runs blocks of updates in either dataset mode; ``run(state, n, key) -> (state, metrics)``."""
+    """Runs blocks of updates in either dataset mode; ``run(state, n, key) -> (state, metrics)``.
 
-    def init(self, key: jax.Array) -> Any:
-        return jax.jit(self.algo.init)(key)
+    Streaming runs one jitted update per host batch. Handing it groups of host batches in one
+    ``lax.scan`` (up to 1.5x for the CQL actor-critics) was tried twice and taken out: in a
+    process that had already run a dozen algorithms, a group's XLA execution (or its
+    ``device_put``) waited forever with idle CPUs (docs/BENCHMARKS.md, offline speed).
+    """
 
     def __init__(self, algo: Algorithm, dataset: OfflineDataset, seed: int) -> None:
         self.algo, self.dataset = algo, dataset
@@ -326,12 +323,15 @@ class _Updater:
             self.batches = dataset.batches(algo.batch_size, seed)
             self.update = jax.jit(algo.update)
 
+    def init(self, key: jax.Array) -> Any:
+        return jax.jit(self.algo.init)(key)
+
     def run(self, state: Any, num: int, key: jax.Array) -> tuple[Any, dict]:
         if self.dataset.mode == "memory":
             if num not in self.compiled:
                 self.compiled[num] = jax.jit(make_scan_train(self.algo, self.sample, num))
             return self.compiled[num](state, self.data, key)
-        metrics = []  # one jitted update per batch (see the note above)
+        metrics = []
         for _ in range(num):
             state, m = self.update(state, next(self.batches))
             metrics.append(m)

@@ -104,34 +104,33 @@ def write_progress(store: Store, group: WriterGroup, steps: int) -> None:
     store.write_key(_key(group.process_id), value)
 
 
+def _progress(store: Store, process_id: int) -> tuple[str | None, int | None]:
+    """``(group, steps)`` of one process's progress object; None where absent or malformed."""
+    raw = store.read_key(_key(process_id))
+    try:
+        doc = json.loads(raw) if raw else {}
+    except ValueError:
+        doc = {}
+    if not isinstance(doc, dict):
+        return None, None
+    steps = doc.get("steps")
+    return doc.get("group"), steps if type(steps) is int and steps >= 0 else None
+
+
 def read_progress(store: Store, group: WriterGroup, base: int) -> np.ndarray:
     """``[P]`` committed steps of every process of ``group``; ``base`` for those that have not
     written any yet (absent key, or one left by another group)."""
     out = np.full(group.num_processes, base, np.int64)
     for i in range(group.num_processes):
-        raw = store.read_key(_key(i))
-        try:
-            doc = json.loads(raw) if raw else {}
-        except ValueError:
-            doc = {}
-        if isinstance(doc, dict) and doc.get("group") == group.group_id:
-            steps = doc.get("steps")
-            if type(steps) is int and steps >= base:
-                out[i] = steps
+        owner, steps = _progress(store, i)
+        if owner == group.group_id and steps is not None and steps >= base:
+            out[i] = steps
     return out
 
 
 def last_progress(store: Store, num_processes: int) -> list[int | None]:
     """Committed steps each process last recorded, whatever its group (None: never wrote)."""
-    out: list[int | None] = []
-    for i in range(num_processes):
-        raw = store.read_key(_key(i))
-        try:
-            steps = json.loads(raw).get("steps") if raw else None
-        except (ValueError, AttributeError):
-            steps = None
-        out.append(steps if type(steps) is int and steps >= 0 else None)
-    return out
+    return [_progress(store, i)[1] for i in range(num_processes)]
 
 
 def settle_index(store: Store, group: WriterGroup, base: int, written: int) -> int:
