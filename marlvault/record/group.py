@@ -102,8 +102,8 @@ def open_group_vault(
         return result
 
     def leader_open() -> Any:
-        return Vault.create(path, example, metadata=metadata, group=group, exist_ok=resume,
-                            chunks=chunks)  # fmt: skip
+        return create_for_recording(path, example, metadata=metadata, resume=resume,
+                                    chunks=chunks, group=group)  # fmt: skip
 
     # every process but 0: fail in bounded time, naming the address, if it cannot reach it
     step(f"{path}: reaching the vault's OCDBT coordinator at {group.coordinator}",
@@ -119,6 +119,27 @@ def open_group_vault(
             vault.release()  # process 0's lock: a failed start leaves no lock behind
         raise
     return vault, server, int(cut or 0)
+
+
+def create_for_recording(path: str, example: Any, *, metadata: dict, resume: bool,
+                         chunks: int | None, group: WriterGroup | None = None) -> Any:
+    """The vault a training run records into: new, or with ``resume`` an existing one.
+
+    Raises:
+        VaultExistsError: a vault is there and ``resume`` is off; the fix names
+            ``record.resume=true``.
+    """
+    from marlvault.errors import VaultExistsError
+    from marlvault.vault import Vault
+
+    try:
+        return Vault.create(path, example, metadata=metadata, group=group, exist_ok=resume,
+                            chunks=chunks)  # fmt: skip
+    except VaultExistsError:
+        raise VaultExistsError(
+            f"{path}: record.path expected no vault there, found one; fix: record.resume=true "
+            "to append this run to it (its open episodes are cut first), or a new record.path"
+        ) from None
 
 
 def _reach(address: str, timeout_s: float) -> None:

@@ -20,10 +20,15 @@ from marlvault import __version__
 from marlvault.config import to_dict
 from marlvault.envs.base import EnvSpec
 from marlvault.online.config import RecordConfig
-from marlvault.record.group import coordinator_host, local_parts, merge_parts, open_group_vault
+from marlvault.record.group import (
+    coordinator_host,
+    create_for_recording,
+    local_parts,
+    merge_parts,
+    open_group_vault,
+)
 from marlvault.record.recorder import Recorder, RecordStats
 from marlvault.schema import check_extras, example_batch, meanings, trajectory_to_batch
-from marlvault.vault import Vault
 
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "jumanji", "tensorstore", "numpy")
 
@@ -149,8 +154,8 @@ class TrainingRecorder:
                 host=coordinator_host(config.dist), wait_s=config.dist.timeout_s,
             )  # fmt: skip
         else:
-            vault = Vault.create(rec.path, example, metadata=meta, exist_ok=rec.resume,
-                                 chunks=rec.chunk_steps or None)  # fmt: skip
+            vault = create_for_recording(rec.path, example, metadata=meta, resume=rec.resume,
+                                         chunks=rec.chunk_steps or None)  # fmt: skip
             if rec.resume:
                 try:
                     self.cut_rows = vault.cut_tail()
