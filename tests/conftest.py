@@ -15,13 +15,22 @@ The default (fast) session also lowers XLA's CPU backend optimisation level to 0
 LLVM's optimisation passes cost far more than they save (a tiny MAPPO CLI run: 24 s -> 16 s).
 Sessions that select ``-m slow`` (learning checks, measured figures) keep the default level, as
 does any session run with ``MARLVAULT_TEST_XLA_OPT=1``.
+
+Test modules run longest first (seconds per module in ``tests/durations.json``), so that
+pytest-xdist's workers are not left with one long module at the end while the other waits.
+Tests inside a module keep their order (module-scoped fixtures are built once per worker).
+Modules not in the file run last, in collection order. Refresh the file after adding slow
+modules: ``MARLVAULT_TEST_DURATIONS=write make test``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -46,12 +55,42 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["XLA_FLAGS"] = f"{flags} {_FAST_XLA}".strip()
 
 
+_DURATIONS = Path(__file__).with_name("durations.json")
+_WRITE_DURATIONS = os.environ.get("MARLVAULT_TEST_DURATIONS") == "write"
+_measured: defaultdict[str, float] = defaultdict(float)
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest modules first (see the module docstring); a stable sort keeps each module's order."""
+    del config
+    if not _DURATIONS.exists():
+        return
+    seconds = json.loads(_DURATIONS.read_text())
+    items.sort(key=lambda item: -seconds.get(_module(item.nodeid), 0.0))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """With ``MARLVAULT_TEST_DURATIONS=write``: adds up setup, call and teardown per module."""
+    if _WRITE_DURATIONS:
+        _measured[_module(report.nodeid)] += report.duration
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Removes this session's compilation cache (once, in the controlling process: pytest-xdist
-    workers inherit the controller's environment and so share its cache)."""
-    del exitstatus
-    if _CACHE is not None and not hasattr(session.config, "workerinput"):
+    workers inherit the controller's environment and so share its cache); writes the module
+    durations when asked to."""
+    if hasattr(session.config, "workerinput"):
+        return
+    if _CACHE is not None:
         shutil.rmtree(_CACHE, ignore_errors=True)
+    if _WRITE_DURATIONS and exitstatus == 0 and _measured:
+        ordered = dict(sorted(((m, round(t, 1)) for m, t in _measured.items()),
+                              key=lambda kv: -kv[1]))
+        _DURATIONS.write_text(json.dumps(ordered, indent=1) + "\n")
 
 
 @pytest.fixture
