@@ -160,7 +160,8 @@ def test_ippo_learns_mabrax(tmp_path, scenario):
     pytest.importorskip("brax", reason="MaBrax needs the mabrax extra: pip install 'marlvault[mabrax]'")
     rand = random_policy_returns("mabrax", scenario)
     result = _train(tmp_path, "mabrax", scenario, "1e6", *MABRAX_IPPO)
-    print(f"\nMaBrax {scenario}: random {rand.mean():.1f} {interval95(rand)}, IPPO final "
+    lo, hi = interval95(rand)
+    print(f"\nMaBrax {scenario}: random {rand.mean():.1f} ({lo:.1f}, {hi:.1f}), IPPO final "
           f"{result.final_return_mean:.1f} ± {result.final_return_std:.1f} after "
           f"{result.env_steps:,} steps, {result.wall_time:.0f} s, {result.sps:,.0f} SPS")
     assert _final_interval(result)[0] > interval95(rand)[1]  # non-overlapping 95 % intervals
