@@ -19,7 +19,7 @@ from marlvault.checkpoint import load_policy, save_checkpoint
 from marlvault.errors import DatasetError
 from marlvault.offline import dataset as ds
 from marlvault.offline import iddpg_bc
-from marlvault.offline.train import run_config_class
+from marlvault.offline.train import load_config, open_dataset, run_config_class
 from marlvault.offline.windows import (
     ObsStats,
     SequenceBatch,
@@ -48,9 +48,16 @@ def _obs(seed: int = 0) -> np.ndarray:
     return obs
 
 
+def _continuous_tree() -> dict:
+    tree = handmade_tree(with_state=False)
+    tree["actions"] = np.zeros((B, T, N, A), np.float32)
+    del tree["infos"]["legals"]
+    return tree
+
+
 @pytest.fixture(scope="module")
 def padded_path(tmp_path_factory) -> str:
-    tree = handmade_tree()
+    tree = _continuous_tree()
     tree["observations"] = _obs()
     path = str(tmp_path_factory.mktemp("norm") / "padded")
     with Vault.create(path, tree, metadata={"marlvault": {"row_lengths": LENGTHS}}, chunks=4) as v:
@@ -60,7 +67,8 @@ def padded_path(tmp_path_factory) -> str:
 
 @pytest.mark.parametrize("mode", ["memory", "stream"])
 def test_statistics_are_numpys_over_the_valid_steps(padded_path, mode):
-    config = ds.DatasetConfig(seq_len=2, mode=mode, steps_per_chunk=3)  # stream: four blocks
+    config = ds.DatasetConfig(seq_len=2, mode=mode, steps_per_chunk=3,  # stream: four blocks
+                              continuous_ok=True)
     stats = ds.OfflineDataset(padded_path, config).obs_stats()
     obs = _obs()
     valid = np.concatenate([obs[0], obs[1, :LENGTHS[1]]]).astype(np.float64)  # [V, N, O]
@@ -96,11 +104,19 @@ def test_normalise_obs_by_hand_leaves_agent_ids():
 
 
 # --- the learner ---------------------------------------------------------------------------------
+def test_the_trainer_opens_the_vault_with_statistics_for_iddpg_bc_only(padded_path):
+    with_stats = open_dataset("iddpg-bc", load_config("iddpg-bc", [f"vault={padded_path}"]))
+    assert with_stats.spec.obs_stats is not None
+    np.testing.assert_array_equal(with_stats.spec.obs_stats.mean, with_stats.obs_stats().mean)
+    off = load_config("iddpg-bc", [f"vault={padded_path}", "system.normalise_obs=false"])
+    assert off.system.normalise_obs is False
+    assert open_dataset("iddpg-bc", off).spec.obs_stats is None
+    cql = load_config("iddpg-cql", [f"vault={padded_path}"])
+    assert open_dataset("iddpg-cql", cql).spec.obs_stats is None
+
+
 def _spec(stats: ObsStats | None) -> ds.DataSpec:
-    tree = handmade_tree(with_state=False)
-    tree["actions"] = np.zeros((B, T, N, A), np.float32)
-    del tree["infos"]["legals"]
-    spec = ds.spec_from_tree(tree, "<test>", T, True, continuous_ok=True)
+    spec = ds.spec_from_tree(_continuous_tree(), "<test>", T, True, continuous_ok=True)
     return dataclasses.replace(spec, obs_stats=stats)
 
 
