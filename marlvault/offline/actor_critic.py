@@ -23,6 +23,11 @@ respect to its actions, pulled back through one actor pass); each algorithm supp
 none) and the actor objective. The random numbers they need come from a key carried in the
 train state.
 
+With ``Parts.normalise_obs`` (IDDPG+BC, TD3+BC's normalisation) every network input and the
+acting policy see ``(o - mean) / (std + 1e-3)`` on the raw observation features, with the
+dataset's per-agent statistics (``DataSpec.obs_stats``) kept in ``TrainState.obs_norm`` (outside
+the optimisers) and in the acting parameters (:func:`acting_params`), so checkpoints carry them.
+
 Axis order inside the learner: ``[time, batch, agent, ...]``; sampled actions put their sample
 axis first.
 """
@@ -109,8 +114,7 @@ class TrainState(NamedTuple):
     critic_opt: Any
     key: Array  # PRNG key of the next update's samples
     step: Array  # [] int32 updates done
-    obs_norm: ObsStats | None = None  # [N, O] mean and std of the raw observations the inputs
-    # are normalised with (Parts.normalise_obs; no optimiser or Polyak copy), else None
+    obs_norm: ObsStats | None = None  # [N, O] each: normalises every input (no optimiser), or None
 
 
 class Nets(NamedTuple):

@@ -23,6 +23,10 @@ bootstrap, a truncation does not. ``target_mask`` is 0 where the next observatio
 truncation without a recorded next observation, or the last recorded step of a row whose episode
 is still running — so those TD targets are left out instead of being bootstrapped from the next
 episode's first observation.
+
+**Observation statistics** (TD3+BC's normalisation): per-agent moments of the raw observations
+over the valid steps (``present``), merged block by block, so both dataset modes compute the same
+:class:`ObsStats`; :func:`normalise_obs` applies them and leaves the agent ids alone.
 """
 
 from __future__ import annotations
