@@ -23,6 +23,11 @@ respect to its actions, pulled back through one actor pass); each algorithm supp
 none) and the actor objective. The random numbers they need come from a key carried in the
 train state.
 
+With ``Parts.normalise_obs`` (IDDPG+BC, TD3+BC's normalisation) every network input and the
+acting policy see ``(o - mean) / (std + 1e-3)`` on the raw observation features, with the
+dataset's per-agent statistics (``DataSpec.obs_stats``) kept in ``TrainState.obs_norm`` (outside
+the optimisers) and in the acting parameters (:func:`acting_params`), so checkpoints carry them.
+
 Axis order inside the learner: ``[time, batch, agent, ...]``; sampled actions put their sample
 axis first.
 """
@@ -49,7 +54,7 @@ from marlvault.offline.common import (
     init_gru_network,
     masked_mean,
 )
-from marlvault.offline.dataset import DataSpec, SequenceBatch
+from marlvault.offline.dataset import DataSpec, ObsStats, SequenceBatch, normalise_obs
 from marlvault.offline.value import polyak
 from marlvault.optim import make_optimiser
 
@@ -109,6 +114,7 @@ class TrainState(NamedTuple):
     critic_opt: Any
     key: Array  # PRNG key of the next update's samples
     step: Array  # [] int32 updates done
+    obs_norm: ObsStats | None = None  # [N, O] each: normalises every input (no optimiser), or None
 
 
 class Nets(NamedTuple):
@@ -280,6 +286,7 @@ class Parts(NamedTuple):
     target_noise: float = 0.0  # TD3 target policy smoothing: noise std (unit actions)
     noise_clip: float = 0.5  # and its clip
     policy_delay: int = 1  # actor and target updates every this many critic updates
+    normalise_obs: bool = False  # actor and critics see TD3+BC's normalised observations
 
 
 def make_update_step(config: ActorCriticConfig, spec: DataSpec, parts: Parts):
@@ -303,6 +310,8 @@ def make_update_step(config: ActorCriticConfig, spec: DataSpec, parts: Parts):
         return td_targets(q_next, batch, config.gamma)
 
     def update(state: TrainState, batch: SequenceBatch) -> tuple[TrainState, dict]:
+        if state.obs_norm is not None:  # every network below sees normalised observations
+            batch = batch._replace(obs=normalise_obs(batch.obs, state.obs_norm))
         key, k_target, k_reg, k_actor = jax.random.split(state.key, 4)
         data = to_unit(batch.actions, low, high)
         y = target(state, batch, k_target)
@@ -337,14 +346,17 @@ def make_update_step(config: ActorCriticConfig, spec: DataSpec, parts: Parts):
             target_critic=keep(polyak(state.target_critic, critic, config.tau),
                                state.target_critic),
             actor_opt=actor_opt, critic_opt=critic_opt, key=key, step=state.step + 1,
+            obs_norm=state.obs_norm,
         )  # fmt: skip
         return new, {**c_metrics, **a_metrics}
 
     return update
 
 
-def make_init(config: ActorCriticConfig, spec: DataSpec, features: Features):
-    """``init(key) -> TrainState`` (targets start as copies of the online networks)."""
+def make_init(config: ActorCriticConfig, spec: DataSpec, features: Features,
+              normalise: bool = False, name: str = "actor-critic"):
+    """``init(key) -> TrainState`` (targets start as copies of the online networks; with
+    ``normalise``, ``obs_norm`` holds ``spec.obs_stats``)."""
     nets = make_nets(config, spec)
     critic_tx = make_optimiser(config.critic_lr, config.max_grad_norm)
     actor_tx = make_optimiser(config.actor_lr, config.max_grad_norm)
@@ -357,21 +369,54 @@ def make_init(config: ActorCriticConfig, spec: DataSpec, features: Features):
                      jnp.zeros((1, n, a)), jnp.zeros((1, n, a)))
         critic = jax.vmap(lambda k: nets.critic.init(k, x))(jax.random.split(k_critic))
         return TrainState(actor, critic, actor, critic, actor_tx.init(actor),
-                          critic_tx.init(critic), k_state, jnp.zeros((), jnp.int32))
+                          critic_tx.init(critic), k_state, jnp.zeros((), jnp.int32),
+                          initial_obs_norm(spec, name) if normalise else None)
 
     return init
 
 
-def make_act(config: ActorCriticConfig, spec: DataSpec):
+def initial_obs_norm(spec: DataSpec, name: str) -> ObsStats:
+    """``spec.obs_stats`` as jax arrays ([N, O] each), checked.
+
+    Raises:
+        DatasetError: ``spec`` carries no statistics, or of another shape.
+    """
+    stats, want = spec.obs_stats, (spec.num_agents, spec.obs_dim)
+    found = None if stats is None else (tuple(stats.mean.shape), tuple(stats.std.shape))
+    if found != (want, want):
+        raise DatasetError(
+            f"{name} normalises observations: expected the dataset's statistics in "
+            f"DataSpec.obs_stats (mean and std of shape {want}), found {found}; fix: open the "
+            "vault with offline.train.open_dataset (or set spec.obs_stats from "
+            "OfflineDataset.obs_stats()), or train with system.normalise_obs=false"
+        )
+    return ObsStats(jnp.asarray(stats.mean, jnp.float32), jnp.asarray(stats.std, jnp.float32))
+
+
+def acting_params(state: TrainState) -> Any:
+    """What ``act`` takes and checkpoints hold: the actor's parameters, or with observation
+    normalisation ``{"actor": <actor parameters>, "obs_norm": {"mean": [N, O], "std": [N, O]}}``
+    (plain dicts, as orbax restores them), so a restored policy normalises as in training."""
+    if state.obs_norm is None:
+        return state.actor
+    return {"actor": state.actor, "obs_norm": state.obs_norm._asdict()}
+
+
+def make_act(config: ActorCriticConfig, spec: DataSpec, normalise: bool = False):
     """``act(params, hidden, obs [E, N, O'], legal, reset [E], key=None) -> (hidden, actions)``.
 
-    ``params`` are the actor's; actions are [E, N, A] environment actions: the actor's (greedy),
-    or with ``key`` the actor's plus Gaussian noise of std ``explore_noise`` in unit actions,
-    clipped to the box. ``legal`` is ignored (continuous actions have no masks)."""
+    ``params`` are :func:`acting_params` (with ``normalise``, the raw observation features are
+    normalised with the statistics they carry); actions are [E, N, A] environment actions: the
+    actor's (greedy), or with ``key`` the actor's plus Gaussian noise of std ``explore_noise`` in
+    unit actions, clipped to the box. ``legal`` is ignored (continuous actions have no masks)."""
     nets = make_nets(config, spec)
 
     def act(params: Any, hidden: Array, obs: Array, legal: Array, reset: Array, key=None):
         del legal
+        if normalise:
+            stats = params["obs_norm"]
+            obs = normalise_obs(obs, ObsStats(stats["mean"], stats["std"]))
+            params = params["actor"]
         resets = jnp.broadcast_to(reset[:, None], obs.shape[:2])[None]
         hidden, out = nets.actor.apply(params, hidden, (obs[None], resets))
         unit = jnp.tanh(out[0])
@@ -396,16 +441,16 @@ def require_continuous(spec: DataSpec, name: str) -> None:
 def actor_critic_algorithm(name: str, config: ActorCriticConfig, spec: DataSpec,
                            parts: Parts) -> Algorithm:
     """The bundle of a continuous actor–critic: windows of ``config.seq_len``, acting with the
-    actor (``params(state)`` is its parameters)."""
+    actor (``params(state)``: :func:`acting_params`)."""
     require_continuous(spec, name)
     return Algorithm(
         name=name,
         seq_len=config.seq_len,
         stride=0,
         batch_size=config.batch_size,
-        init=make_init(config, spec, parts.features),
+        init=make_init(config, spec, parts.features, parts.normalise_obs, name),
         update=make_update_step(config, spec, parts),
-        params=lambda state: state.actor,
+        params=acting_params,
         init_hidden=lambda e: ScannedRNN.initialize_carry((e, spec.num_agents), config.rnn_size),
-        act=make_act(config, spec),
+        act=make_act(config, spec, parts.normalise_obs),
     )

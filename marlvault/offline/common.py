@@ -43,6 +43,7 @@ class DataNeeds(NamedTuple):
     need_state: bool  # the vault must hold the global state ``infos.state``
     continuous_ok: bool = False  # it learns from continuous actions (B, T, N, A) too
     discrete_ok: bool = True  # it learns from discrete actions (B, T, N) (False: continuous only)
+    obs_stats: bool = False  # it needs the observation statistics (DataSpec.obs_stats)
 
 
 class Algorithm(NamedTuple):

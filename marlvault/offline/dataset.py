@@ -28,17 +28,25 @@ from marlvault.errors import ConfigError, DatasetError
 from marlvault.offline.streaming import _endless_windows, shuffle_batches, stream_windows
 from marlvault.offline.windows import (
     DataSpec,
+    ObsMoments,
+    ObsStats,
     SequenceBatch,
     StepArrays,
     episode_positions,
     gather_windows,
     mark_padding,
+    merge_moments,
+    normalise_obs,
+    obs_moments,
     pad_steps,
     spec_from_tree,
+    stats_from_moments,
     steps_from_tree,
     time_major,
+    valid_steps,
     window_starts,
 )
+from marlvault.schema import OBS
 
 MODES = ("auto", "memory", "stream")
 
@@ -253,7 +261,7 @@ class OfflineDataset:
         vault = _open_vault(self.path)
         try:
             chunk = self.config.steps_per_chunk or None
-            for _, block in vault.iter_chunks(steps_per_chunk=chunk, rows=self._rows(),
+            for _, block in vault.iter_chunks(steps_per_chunk=chunk, rows=self._rows(), keys=keys,
                                               start=self.share.start, stop=self.share.stop):
                 yield block
         finally:
@@ -290,6 +298,37 @@ class OfflineDataset:
         for batch in shuffle_batches(windows, self.config.shuffle_windows, batch_size, rng):
             yield time_major(batch, np)
 
+    def obs_stats(self) -> ObsStats:
+        """Per-agent mean and std of every raw observation feature over the valid steps of the
+        dataset (its share), padding left out; agent ids are not part of them.
+
+        Memory mode reads every step (:meth:`host_steps`); streaming mode makes one pass over
+        the vault's observations, block by block (memory: one block).
+
+        Returns:
+            ``ObsStats(mean [N, O], std [N, O])`` float32 (population std).
+
+        Raises:
+            DatasetError: every step is padding.
+        """
+        if self.mode == "memory":
+            steps = self.host_steps()
+            moments = obs_moments(steps.obs, steps.present)
+        else:
+            moments = self._streamed_obs_moments()
+        return stats_from_moments(moments, self.path)
+
+    def _streamed_obs_moments(self) -> ObsMoments:
+        """Moments of the observations in one pass over the vault (its share), block by block."""
+        zeros = np.zeros((self.spec.num_agents, self.spec.obs_dim))
+        moments, offset = ObsMoments(0, zeros, zeros), 0
+        for block in self._blocks(keys=[OBS]):
+            obs = block[OBS]  # [B, T', N, O]
+            valid = valid_steps(self.row_lengths, offset, obs.shape[1])
+            moments = merge_moments(moments, obs_moments(obs, valid))
+            offset += obs.shape[1]
+        return moments
+
     def episode_returns(self) -> np.ndarray:
         """Returns of every complete episode (sum over time of the mean over agents), from the
         vault's episode index."""
@@ -301,7 +340,8 @@ class OfflineDataset:
         return np.asarray(index["return"][index["complete"]], np.float64)
 
 
-__all__ = ["MODES", "DataSpec", "DatasetConfig", "DeviceData", "OfflineDataset", "SequenceBatch",
+__all__ = ["MODES", "DataSpec", "DatasetConfig", "DeviceData", "ObsStats", "OfflineDataset",
+           "SequenceBatch", "normalise_obs",
            "Share", "plan_share",
            "StepArrays", "gather_windows", "make_device_data", "make_sampler", "mark_padding",
            "pad_steps", "shuffle_batches", "spec_from_tree", "steps_from_tree", "stream_windows",

@@ -13,6 +13,17 @@ actor–critic of ``actor_critic.py`` (recurrent tanh actor, twin feed-forward c
 The BC term pulls the actor to the recorded action, the normalisation makes ``alpha`` independent
 of the scale of the returns. Means run over the steps inside the episode (and, for the squared
 error, the action components).
+
+**Observation normalisation** (TD3+BC's, ``normalise_obs=True``; OG-MARL's IDDPG+BC has none).
+Every network input, and the policy when it acts, sees the raw observation features as::
+
+    o'_{i,k} = (o_{i,k} - mean_{i,k}) / (std_{i,k} + 1e-3)      mean, std: [N, O]
+
+with the mean and (population) std of feature ``k`` of agent ``i`` over the dataset's valid steps
+(:meth:`~marlvault.offline.dataset.OfflineDataset.obs_stats`; padding never counts); appended
+agent ids stay 0/1. The statistics enter the train state (``TrainState.obs_norm``, which no
+optimiser touches) and the acting parameters ``{"actor": ..., "obs_norm": {"mean", "std"}}`` that
+checkpoints hold, so a restored policy normalises as in training.
 """
 
 from __future__ import annotations
@@ -49,6 +60,10 @@ class Config(ActorCriticConfig):
     """Clip of the target policy smoothing noise."""
     policy_delay: int = 2
     """Actor and target updates every this many critic updates."""
+    normalise_obs: bool = True
+    """TD3+BC's observation normalisation: actor and critics (and acting) see every raw
+    observation feature as (o - mean) / (std + 1e-3), mean and std per agent over the dataset's
+    valid steps, saved with the policy; false: raw observations (OG-MARL's IDDPG+BC)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,12 +99,14 @@ def parts(config: Config) -> Parts:
         return td3_bc_actor_loss(pi, q_fn(pi)[0], data, mask, config.alpha)
 
     return Parts(independent_features, None, objective, config.target_noise, config.noise_clip,
-                 config.policy_delay)
+                 config.policy_delay, config.normalise_obs)
 
 
 def data_needs(config: Config) -> DataNeeds:
-    """Non-overlapping windows of ``seq_len`` steps; continuous actions only; no global state."""
-    return DataNeeds(config.seq_len, 0, False, continuous_ok=True, discrete_ok=False)
+    """Non-overlapping windows of ``seq_len`` steps; continuous actions only; no global state;
+    the observation statistics when it normalises observations."""
+    return DataNeeds(config.seq_len, 0, False, continuous_ok=True, discrete_ok=False,
+                     obs_stats=config.normalise_obs)
 
 
 def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:

@@ -195,7 +195,8 @@ def load_config(algo: str, overrides: Sequence[str] = ()) -> Any:
 
 
 def open_dataset(algo: str, config: Any) -> OfflineDataset:
-    """The vault of ``config.data`` opened for ``algo``'s windows."""
+    """The vault of ``config.data`` opened for ``algo``'s windows (its ``spec`` carries the
+    observation statistics when the algorithm needs them, ``DataNeeds.obs_stats``)."""
     if not config.data.vault:
         raise ConfigError(
             "data.vault: expected the path or URL of a vault, found none; fix: pass vault=PATH"
@@ -219,6 +220,8 @@ def open_dataset(algo: str, config: Any) -> OfflineDataset:
             f"discrete actions (B, T, N) ({dataset.spec.action_dim} choices); fix: train a "
             f"discrete-action algorithm on this vault ({', '.join(discrete_algorithms())})"
         )
+    if needs.obs_stats:  # one pass over the vault's observations (the whole vault on every process)
+        dataset.spec = dataclasses.replace(dataset.spec, obs_stats=dataset.obs_stats())
     return dataset
 
 

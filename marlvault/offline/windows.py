@@ -23,12 +23,16 @@ bootstrap, a truncation does not. ``target_mask`` is 0 where the next observatio
 truncation without a recorded next observation, or the last recorded step of a row whose episode
 is still running — so those TD targets are left out instead of being bootstrapped from the next
 episode's first observation.
+
+**Observation statistics** (TD3+BC's normalisation): per-agent moments of the raw observations
+over the valid steps (``present``), merged block by block, so both dataset modes compute the same
+:class:`ObsStats`; :func:`normalise_obs` applies them and leaves the agent ids alone.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -84,6 +88,10 @@ class DataSpec:
     """Continuous: upper bound of every action component."""
     bounds_assumed: bool = False
     """Continuous: the vault's metadata gives no bounds, ``[-1, 1]`` is assumed."""
+    obs_stats: ObsStats | None = field(default=None, compare=False, repr=False)
+    """Per-agent mean and std of the raw observations over the valid steps
+    (:meth:`~marlvault.offline.dataset.OfflineDataset.obs_stats`), for algorithms that
+    normalise observations (``DataNeeds.obs_stats``); None when not computed."""
 
     @property
     def input_dim(self) -> int:
@@ -93,6 +101,14 @@ class DataSpec:
     @property
     def has_state(self) -> bool:
         return self.state_dim > 0
+
+
+class ObsStats(NamedTuple):
+    """Mean and standard deviation of every raw observation feature of every agent, over the
+    valid steps of a dataset (numpy on the host, jax arrays in a train state)."""
+
+    mean: Any  # [N, O] float32
+    std: Any  # [N, O] float32, population std (ddof 0, as numpy's and TD3+BC's)
 
 
 class StepArrays(NamedTuple):
@@ -304,9 +320,14 @@ def mark_padding(steps: StepArrays, row_lengths: Any, start: int = 0) -> StepArr
     """
     if row_lengths is None:
         return steps
-    t = steps.present.shape[1]
-    valid = (start + np.arange(t))[None, :] < np.asarray(row_lengths)[:, None]  # [B, T]
+    valid = valid_steps(row_lengths, start, steps.present.shape[1])
     return steps._replace(present=steps.present * valid.astype(np.float32))
+
+
+def valid_steps(row_lengths: Any, start: int, length: int) -> np.ndarray:
+    """``[B, length]`` bool: time steps ``start .. start + length - 1`` of each row lie inside its
+    valid length (``row_lengths`` ``[B]`` int)."""
+    return (start + np.arange(length))[None, :] < np.asarray(row_lengths)[:, None]
 
 
 def pad_steps(steps: StepArrays, pad: int) -> StepArrays:
@@ -331,6 +352,72 @@ def concat_steps(a: StepArrays, b: StepArrays) -> StepArrays:
 def slice_steps(steps: StepArrays, start: int) -> StepArrays:
     """The steps from ``start`` on."""
     return StepArrays(*(None if x is None else x[:, start:] for x in steps))
+
+
+# --- observation statistics ----------------------------------------------------------------------
+OBS_NORM_EPS = 1e-3
+"""TD3+BC's ``epsilon`` in ``(o - mean) / (std + epsilon)``."""
+
+
+class ObsMoments(NamedTuple):
+    """Running moments of the raw observations (Chan et al.'s parallel form), float64."""
+
+    count: int  # valid steps seen (every agent has one observation per step)
+    mean: np.ndarray  # [N, O] float64
+    m2: np.ndarray  # [N, O] float64 sum of squared deviations from ``mean``
+
+
+def obs_moments(obs: np.ndarray, present: np.ndarray) -> ObsMoments:
+    """Moments of one block's observations over its valid steps.
+
+    Args:
+        obs: [B, T, N, O] raw observations (no agent ids).
+        present: [B, T] 1 for recorded steps inside the row's valid length, 0 for padding.
+    """
+    x = np.asarray(obs, np.float64)[np.asarray(present) > 0]  # [V, N, O]
+    if not x.shape[0]:
+        return ObsMoments(0, np.zeros(x.shape[1:]), np.zeros(x.shape[1:]))
+    mean = x.mean(axis=0)
+    return ObsMoments(int(x.shape[0]), mean, np.square(x - mean).sum(axis=0))
+
+
+def merge_moments(a: ObsMoments, b: ObsMoments) -> ObsMoments:
+    """The moments of two blocks together (exact up to rounding, in any order)."""
+    if not b.count:
+        return a
+    if not a.count:
+        return b
+    n = a.count + b.count
+    delta = b.mean - a.mean
+    return ObsMoments(n, a.mean + delta * (b.count / n),
+                      a.m2 + b.m2 + np.square(delta) * (a.count * b.count / n))
+
+
+def stats_from_moments(moments: ObsMoments, path: str = "<vault>") -> ObsStats:
+    """:class:`ObsStats` (float32) of accumulated moments.
+
+    Raises:
+        DatasetError: no valid step was seen.
+    """
+    if moments.count < 1:
+        raise DatasetError(
+            f"{path}: expected at least one valid step to compute observation statistics, found "
+            "none (every step is padding); fix: record data into the vault first"
+        )
+    std = np.sqrt(moments.m2 / moments.count)
+    return ObsStats(moments.mean.astype(np.float32), std.astype(np.float32))
+
+
+def normalise_obs(obs: Any, stats: ObsStats, xp: Any = jnp) -> Any:
+    """TD3+BC's ``(o - mean) / (std + 1e-3)`` on the raw features; appended agent ids stay 0/1.
+
+    Args:
+        obs: [..., N, O'] observations (``O' = O + N`` with agent ids).
+        stats: mean and std, each [N, O].
+    """
+    o = stats.mean.shape[-1]
+    raw = (obs[..., :o] - stats.mean) / (stats.std + OBS_NORM_EPS)
+    return xp.concatenate([raw, obs[..., o:]], axis=-1)
 
 
 # --- windows -------------------------------------------------------------------------------------

@@ -84,3 +84,6 @@ def test_help_lists_every_algorithm_and_its_keys():
     lines = runner.invoke(app, ["offline", "train", "qmix-bcq", "--help"]).output.splitlines()
     keys = {x.split()[0] for x in lines if x.split()}
     assert {"system.threshold", "system.bc_weight", "system.mixer_embed"} <= keys
+    lines = runner.invoke(app, ["offline", "train", "iddpg-bc", "--help"]).output.splitlines()
+    (line,) = [x for x in lines if x.split()[:1] == ["system.normalise_obs"]]
+    assert "bool = True" in line and "mean" in line

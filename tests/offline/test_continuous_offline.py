@@ -8,6 +8,7 @@ Sizes are tiny and every algorithm trains on the same vault, so the whole file c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -221,6 +222,8 @@ def test_trains_a_few_updates_on_a_flashbax_og_marl_vault(algo, fbx_path):
         continuous_ok=needs.continuous_ok, algorithm=algo, mode="stream", shuffle_windows=8))
     spec = dataset.spec
     assert spec.continuous and spec.bounds_assumed and not spec.has_legals
+    if needs.obs_stats:  # iddpg-bc: as open_dataset does, from one streamed pass
+        spec = dataclasses.replace(spec, obs_stats=dataset.obs_stats())
     algo_ = entry.make(config, spec)
     update = jax.jit(algo_.update)  # host batches: only the update compiles
     state = algo_.init(jax.random.key(0))  # eager, as the trainer: its ops are shared
