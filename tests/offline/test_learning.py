@@ -1,6 +1,6 @@
 """Slow learning checks on LBF 8x8-2p-2f-coop, through the real dataset pipeline: BC, IQL+BCQ and
 QMIX+BCQ reach the good dataset's return; IQL+CQL beats BC on a dataset that mixes a good and a
-poor policy.
+poor policy; every discrete algorithm is measured on that mixed dataset.
 
 The datasets are made the way published ones are: IPPO is trained here (about 4e5 env steps,
 checkpoints saved), then ``marlvault record`` rolls its best checkpoint out greedily with
@@ -82,3 +82,28 @@ def test_bcq_reaches_the_good_datasets_return(tmp_path):
     print("(dataset mean return, final eval return):", figures)
     for s in results.values():
         assert s["final_return_mean"] >= 0.8 * s["dataset_return_mean"], figures
+
+
+def test_every_discrete_algorithm_on_mixed_data(tmp_path):
+    """Every discrete algorithm on the mixed dataset of the first test, side by side (one seed,
+    256 evaluation episodes each); the best offline RL algorithm beats BC."""
+    ckpt = _expert(tmp_path)
+    half = _record(ckpt, str(tmp_path / "half.vlt"), 160, EPS, seed=2)
+    poor = _record(ckpt, str(tmp_path / "poor.vlt"), 160, 1.0, seed=3)
+    mixed = str(tmp_path / "mixed.vlt")
+    combine(mixed, [half, poor])
+    common = [f"vault={mixed}", f"arch.eval_epsilon={EPS}", "arch.num_evaluation=5",
+              "arch.num_eval_episodes=32", "arch.final_eval_episodes=256",
+              f"logger.base_dir={tmp_path / 'runs'}", "logger.tensorboard=false",
+              "logger.console=false"]  # fmt: skip
+    runs = {"bc": ["system.num_updates=2000", "system.lr=1e-3"],  # as in the first test
+            "iql-cql": ["system.num_updates=3000"], "qmix-cql": ["system.num_updates=3000"],
+            "iql-bcq": ["system.num_updates=3000"], "qmix-bcq": ["system.num_updates=3000"],
+            "maicq": ["system.num_updates=3000", "system.beta=1.0"]}  # as in test_maicq.py
+    results = {algo: train_offline(algo, [*common, *extra]) for algo, extra in runs.items()}
+    print(f"\nmixed dataset mean return {results['bc']['dataset_return_mean']:.3f}")
+    for algo, s in results.items():
+        print(f"| {algo} | {s['final_return_mean']:.3f} ± {s['final_return_std']:.3f} | "
+              f"{s['updates_per_second']:.0f} |")
+    best = max((s["final_return_mean"], algo) for algo, s in results.items() if algo != "bc")
+    assert best[0] > results["bc"]["final_return_mean"], best
