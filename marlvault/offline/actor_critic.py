@@ -360,9 +360,9 @@ def stack_inits(init: Callable[[Array], Any], keys: Array) -> Any:
     A batched QR big enough (about 2e5 flops, e.g. two 64x64 kernels) makes jaxlib's CPU LAPACK
     kernel hand the matrices to XLA's intra-op thread pool and block its own pool thread until
     they are done. When every pool thread does that at once (one init program per device in
-    data-parallel training, or independent layers' QRs on a small machine) nothing is left to
-    run the queued work and the process waits forever with idle CPUs. One QR per matrix runs
-    inline. ``tests/offline/test_parallel.py`` checks no algorithm lowers a batched QR.
+    data-parallel training) nothing is left to run the queued work and the process waits
+    forever with idle CPUs. One QR per matrix runs inline. ``tests/offline/test_parallel.py``
+    checks that no algorithm's init lowers a batched LAPACK call.
     """
     return jax.tree.map(lambda *p: jnp.stack(p), *(init(k) for k in keys))
 
