@@ -353,6 +353,20 @@ def make_update_step(config: ActorCriticConfig, spec: DataSpec, parts: Parts):
     return update
 
 
+def stack_inits(init: Callable[[Array], Any], keys: Array) -> Any:
+    """``init`` of each key, stacked on a leading axis: what ``jax.vmap(init)(keys)`` gives,
+    without batching the orthogonal initialiser's QR.
+
+    A batched QR big enough (about 2e5 flops, e.g. two 64x64 kernels) makes jaxlib's CPU LAPACK
+    kernel hand the matrices to XLA's intra-op thread pool and block its own pool thread until
+    they are done. When every pool thread does that at once (one init program per device in
+    data-parallel training) nothing is left to run the queued work and the process waits
+    forever with idle CPUs. One QR per matrix runs inline. ``tests/offline/test_parallel.py``
+    checks that no algorithm's init lowers a batched LAPACK call.
+    """
+    return jax.tree.map(lambda *p: jnp.stack(p), *(init(k) for k in keys))
+
+
 def make_init(config: ActorCriticConfig, spec: DataSpec, features: Features,
               normalise: bool = False, name: str = "actor-critic"):
     """``init(key) -> TrainState`` (targets start as copies of the online networks; with
@@ -367,7 +381,8 @@ def make_init(config: ActorCriticConfig, spec: DataSpec, features: Features,
         actor = init_gru_network(nets.actor, k_actor, spec, config.rnn_size)
         x = features(jnp.zeros((1, n, spec.input_dim)), jnp.zeros((1, spec.state_dim)),
                      jnp.zeros((1, n, a)), jnp.zeros((1, n, a)))
-        critic = jax.vmap(lambda k: nets.critic.init(k, x))(jax.random.split(k_critic))
+        # one critic at a time, stacked after: see :func:`stack_inits`
+        critic = stack_inits(lambda k: nets.critic.init(k, x), jax.random.split(k_critic))
         return TrainState(actor, critic, actor, critic, actor_tx.init(actor),
                           critic_tx.init(critic), k_state, jnp.zeros((), jnp.int32),
                           initial_obs_norm(spec, name) if normalise else None)

@@ -1,8 +1,9 @@
 """Subprocess worker: data-parallel offline updates on the devices this process sees.
 
-Usage: python -m tests.offline.parallel_worker VAULT ALGO MODES UPDATES  (MODES: memory,stream)
-Prints ``replicas identical`` when every device holds the same state after the updates (the
-gradients were averaged), and ``moved`` when the parameters changed.
+Usage: python -m tests.offline.parallel_worker VAULT ALGO MODES UPDATES [KEY=VALUE ...]
+(MODES: memory,stream; KEY=VALUE: config overrides, e.g. system.hidden=8). Prints ``replicas
+identical`` when every device holds the same state after the updates (the gradients were
+averaged), and ``moved`` when the parameters changed.
 """
 
 from __future__ import annotations
@@ -16,8 +17,14 @@ from marlvault.offline import parallel
 from marlvault.offline.train import _entry, _ParallelUpdater, load_config, open_dataset
 
 
-def main(vault: str, algo: str, mode: str, updates: int) -> None:
-    config = load_config(algo, [f"vault={vault}", f"data.mode={mode}"])
+def _raw(leaf: jax.Array) -> jax.Array:
+    """A typed PRNG key (the actor-critics carry one) as its integer data; other leaves as is."""
+    return jax.random.key_data(leaf) if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key) \
+        else leaf
+
+
+def main(vault: str, algo: str, mode: str, updates: int, overrides: list[str]) -> None:
+    config = load_config(algo, [f"vault={vault}", f"data.mode={mode}", *overrides])
     dataset = open_dataset(algo, config)
     algorithm = _entry(algo).make(config.system, dataset.spec)
     mesh = parallel.make_mesh()
@@ -27,7 +34,7 @@ def main(vault: str, algo: str, mode: str, updates: int) -> None:
     print("devices", mesh.size, "shares", updater.shares, "mode", dataset.mode)
     same = all(
         np.array_equal(np.asarray(s.data), np.asarray(leaf.addressable_shards[0].data))
-        for leaf in jax.tree.leaves(state)
+        for leaf in jax.tree.leaves(jax.tree.map(_raw, state))
         for s in leaf.addressable_shards
     )
     print("replicas identical" if same else "replicas differ")
@@ -40,4 +47,4 @@ def main(vault: str, algo: str, mode: str, updates: int) -> None:
 
 if __name__ == "__main__":
     for one in sys.argv[3].split(","):
-        main(sys.argv[1], sys.argv[2], one, int(sys.argv[4]))
+        main(sys.argv[1], sys.argv[2], one, int(sys.argv[4]), sys.argv[5:])

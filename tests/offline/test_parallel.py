@@ -1,23 +1,29 @@
 """Data-parallel offline training (``marlvault.offline.parallel``): how the vault is shared out
-over the devices, and replicas that stay identical because gradients are averaged.
+over the devices, replicas that stay identical because gradients are averaged, and every family
+of algorithms finishing its updates on several devices (no initialiser that can wedge XLA's CPU
+thread pool).
 
 The 2-process x 2-device run against 1 process x 4 devices is in the slow
 ``tests/online/test_multiprocess.py`` (it needs ``marlvault launch``)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 from marlvault.errors import DatasetError
 from marlvault.offline.dataset import Share, plan_share
+from marlvault.offline.train import ALGORITHMS
+from marlvault.offline.windows import DataSpec, ObsStats
 from marlvault.vault import Vault
 
-from .helpers import synthetic_tree
+from .helpers import A, N, O, synthetic_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +33,18 @@ def _vault(tmp_path: Path, rows: int, steps: int) -> Vault:
     with Vault.create(path, synthetic_tree(rows, steps)) as v:
         v.append(synthetic_tree(rows, steps))
     return Vault.open(path)
+
+
+def _run_worker(path: Path, algo: str, modes: str, updates: int, env: dict[str, str],
+                overrides: tuple[str, ...] = (), timeout: int = 300) -> list[str]:
+    """The worker's report of each mode (a hang fails after ``timeout`` seconds)."""
+    res = subprocess.run(
+        [sys.executable, "-m", "tests.offline.parallel_worker", str(path), algo, modes,
+         str(updates), *overrides],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout.split("devices ")[1:]
 
 
 def test_rows_split_evenly_over_the_devices(tmp_path):
@@ -56,15 +74,56 @@ def test_four_devices_train_their_shares_and_stay_identical(tmp_path, multi_devi
     path = tmp_path / "v.vlt"
     with Vault.create(path, synthetic_tree(4, 64)) as v:
         v.append(synthetic_tree(4, 64))
-    res = subprocess.run(
-        [sys.executable, "-m", "tests.offline.parallel_worker", str(path), "bc", "memory,stream",
-         "10"],
-        cwd=ROOT, env=multi_device_env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    runs = res.stdout.split("devices ")[1:]
+    runs = _run_worker(path, "bc", "memory,stream", 10, multi_device_env)
     assert len(runs) == 2
     for mode, out in zip(("memory", "stream"), runs, strict=True):
         assert out.startswith("4 shares [0, 1, 2, 3]") and f"mode {mode}" in out
         assert "replicas identical" in out and "moved" in out
         assert np.isfinite(float(out.split("'loss': ")[1].split(",")[0].split("}")[0]))
+
+
+TINY = ("system.hidden=8", "system.rnn_size=8", "system.seq_len=5", "system.batch_size=8")
+
+
+@pytest.mark.parametrize(("algo", "extra"), [
+    # a 64x64 critic kernel: a QR big enough that the vmapped twin-critic init hung (stack_inits)
+    ("iddpg-bc", ("system.critic_hidden=64,64",)),  # continuous actor-critic, policy_delay=2
+    ("qmix-cql", ("system.mixer_embed=8", "system.hyper_hidden=8")),  # discrete value-based
+])  # fmt: skip
+def test_each_family_finishes_its_updates_on_four_devices(tmp_path, multi_device_env, algo,
+                                                          extra):
+    continuous = ALGORITHMS[algo].data_needs(ALGORITHMS[algo].config()).continuous_ok
+    tree = synthetic_tree(4, 64)
+    if continuous:  # float actions in [-1, 1] (no bounds recorded: [-1, 1] assumed)
+        tree["actions"] = np.tanh(tree["observations"][..., :2])
+        del tree["infos"]["legals"]
+    path = tmp_path / "v.vlt"
+    with Vault.create(path, tree) as v:
+        v.append(tree)
+    (out,) = _run_worker(path, algo, "memory", 3, multi_device_env, (*TINY, *extra), 120)
+    assert out.startswith("4 shares [0, 1, 2, 3]")
+    assert "replicas identical" in out and "moved" in out
+    losses = re.findall(r"'\w*loss': (\S+?)[,}]", out)
+    assert losses and all(np.isfinite(float(x)) for x in losses)
+
+
+def _spec(continuous: bool) -> DataSpec:
+    stats = ObsStats(np.zeros((N, O + A), np.float32), np.ones((N, O + A), np.float32))
+    return DataSpec(num_rows=4, num_steps=64, num_agents=N, obs_dim=O + A, action_dim=A,
+                    state_dim=N * (O + A), has_legals=not continuous, has_next_obs=False,
+                    add_agent_ids=True, continuous=continuous, obs_stats=stats)
+
+
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+def test_no_initialiser_batches_a_lapack_call(algo):
+    """A batched LAPACK call (e.g. a vmapped orthogonal init's QR) blocks a thread of XLA's CPU
+    pool on work queued to the same pool; one program per device then hangs (stack_inits)."""
+    entry = ALGORITHMS[algo]
+    config = entry.config()
+    algorithm = entry.make(config, _spec(entry.data_needs(config).continuous_ok))
+    text = jax.jit(algorithm.init).lower(jax.random.key(0)).as_text()
+    calls = re.findall(r"custom_call @(lapack_\w+)\(.*?:\s*\(tensor<([0-9x]+)x\w+>", text)
+    assert calls, "no LAPACK call found: the pattern no longer matches the lowering"
+    batched = [(name, dims) for name, dims in calls if dims.count("x") > 1]
+    assert not batched, f"{algo}: batched LAPACK calls {batched}; fix: initialise one network " \
+        "at a time (marlvault.offline.actor_critic.stack_inits)"
