@@ -237,40 +237,80 @@ def make_rollout(
     vec: VecEnv, nets: Networks, config: Config
 ) -> Callable[[Params, LearnerState], tuple[LearnerState, Transition, Any]]:
     """``rollout(params, state) -> (state, transitions [T, B], (last_value [B, N], metrics))``,
-    carrying and resetting the GRU states (see the module docstring)."""
+    carrying and resetting the GRU states (see the module docstring).
+
+    The per-step loop runs only the actor and the envs; the critic reads the whole rollout
+    afterwards in one sequence pass (:func:`critic_values`), which gives the values, the
+    truncation bootstraps, the bootstrap after the last step and the critic state to carry
+    exactly as a step-by-step critic would (same resets, same start state; float rounding
+    aside, as its products are batched over time)."""
     system = config.system
     n = vec.spec.num_agents
-
-    def critic_step(params: Params, h: Array, obs: Array, state: Array, reset: Array):
-        return _one_step(nets.critic, params.critic, h, network_inputs(obs, state, system)[1],
-                         reset)  # fmt: skip
 
     def step(params: Params, carry: LearnerState, _: Any):
         ts = carry.timestep
         reset = agent_resets(ts.step_count, n)
-        actor_in, critic_in = network_inputs(ts.obs, ts.state, system)
-        h_actor, out = _one_step(nets.actor, params.actor, carry.hidden.actor, actor_in, reset)
-        h_critic, value = _one_step(nets.critic, params.critic, carry.hidden.critic, critic_in,
-                                    reset)  # fmt: skip
+        h_actor, out = _one_step(nets.actor, params.actor, carry.hidden.actor,
+                                 actor_input(ts.obs, system), reset)  # fmt: skip
         dist = nets.space.distribution(out, ts.legal)
-
-        def final_value(vstep: Any) -> Array:
-            no_reset = jnp.zeros_like(reset)  # the true next obs continues the episode
-            return critic_step(params, h_critic, vstep.final_obs, vstep.final_state, no_reset)[1]
-
-        carry, data = ippo.env_step(vec, carry, dist, value, final_value)
-        return carry._replace(hidden=Hidden(h_actor, h_critic)), data
+        no_value = jnp.zeros(reset.shape, jnp.float32)  # filled in by critic_values
+        carry, tr, vstep = ippo.sample_and_step(vec, carry, dist, no_value)
+        final_in = network_inputs(vstep.final_obs, vstep.final_state, system)[1]
+        carry = carry._replace(hidden=carry.hidden._replace(actor=h_actor))
+        return carry, (tr, final_in, vstep.metrics)
 
     def rollout(params: Params, state: LearnerState):
-        state, (traj, metrics) = jax.lax.scan(
+        start = state.hidden.critic
+        state, (traj, final_in, metrics) = jax.lax.scan(
             lambda c, x: step(params, c, x), state, None, length=system.rollout_length
         )
-        ts = state.timestep
-        _, last = critic_step(params, state.hidden.critic, ts.obs, ts.state,
-                              agent_resets(ts.step_count, n))  # fmt: skip
+        traj, last, h_critic = critic_values(nets, params.critic, start, traj, final_in,
+                                             state.timestep, system)  # fmt: skip
+        state = state._replace(hidden=state.hidden._replace(critic=h_critic))
         return state, traj, (last, metrics)
 
     return rollout
+
+
+def critic_values(
+    nets: Networks, critic_params: Any, h: Array, traj: Transition, final_in: Array,
+    next_ts: TimeStep, system: ippo.SystemConfig,
+) -> tuple[Transition, Array, Array]:
+    """The critic over a whole rollout in one sequence pass.
+
+    Args:
+        nets: the networks.
+        critic_params: the critic's parameters.
+        h: [B, N, H] critic state the rollout started from.
+        traj: the rollout [T, B] (``value`` and ``final_value`` are replaced).
+        final_in: [T, B, N, F] critic input of each step's true next observation.
+        next_ts: the timestep after the last step [B].
+        system: the system config (network inputs).
+
+    Returns:
+        ``(traj, last_value [B, N], h [B, N, H])``: ``traj`` with ``value`` (the critic on each
+        step's observation) and ``final_value`` (where the step truncated: the critic on its
+        true next observation from the state after the step, no reset; else 0), the value of
+        ``next_ts`` (the bootstrap after the last step) and the critic state before
+        ``next_ts`` is read (carried to the next rollout).
+    """
+    steps, n = traj.reward.shape[0], traj.reward.shape[-1]
+    critic_in = network_inputs(traj.obs, traj.state, system)[1]
+    next_in = network_inputs(next_ts.obs, next_ts.state, system)[1]
+    x = jnp.concatenate([critic_in, next_in[None]])  # [T + 1, B, N, F]
+    reset = agent_resets(jnp.concatenate([traj.step_count, next_ts.step_count[None]]), n)
+    _, y, value = nets.critic.apply(critic_params, h, (x, reset), method="sequence")
+
+    def final_values(_: Array) -> Array:
+        # one step from each step's state y[t] into its true next observation, all t at once
+        h_t = y[:steps].reshape(-1, *y.shape[2:])  # [T * B, N, H]
+        x_t = final_in.reshape(1, -1, *final_in.shape[2:])  # [1, T * B, N, F]
+        _, v = nets.critic.apply(critic_params, h_t, (x_t, jnp.zeros(x_t.shape[:-1], bool)))
+        return jnp.where(traj.truncated[..., None], v.reshape(traj.reward.shape), 0.0)
+
+    final = jax.lax.cond(jnp.any(traj.truncated), final_values, jnp.zeros_like, traj.reward)
+    traj = traj._replace(value=value[:steps], final_value=final)
+    return traj, value[steps], y[steps - 1]
 
 
 def env_partition(key: Array, global_index: Array, num_minibatches: int) -> Array:
