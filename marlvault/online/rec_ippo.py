@@ -338,13 +338,26 @@ def make_rec_batch(traj: Transition, last_value: Array, hidden: Hidden,
     return RecBatch(make_batch(traj, last_value, system), resets, hidden)
 
 
-def env_minibatches(key: Array, batch: RecBatch, global_index: Array,
-                    num_minibatches: int) -> RecBatch:
-    """One epoch's minibatches of whole sequences: ``[M, T, L/M, ...]`` (hidden ``[M, L/M, ...]``),
-    minibatch ``m`` holding this device's envs ``env_partition(...)[m]``."""
-    idx = env_partition(key, global_index, num_minibatches)  # [M, L/M]
+def group_envs(batch: RecBatch, num_minibatches: int) -> RecBatch:
+    """This device's envs split once per update by residue class: ``[M, T, L/M, ...]``
+    (hidden ``[M, L/M, ...]``), group ``r`` holding local envs ``r, r + M, r + 2M, ...``.
+
+    Every epoch's minibatches are these groups in a new order (:func:`env_minibatches`), so the
+    rollout is gathered once per update, not once per epoch."""
+    idx = jnp.arange(batch.reset.shape[1]).reshape(-1, num_minibatches).T  # [M, L/M]
     seq, reset = jax.tree.map(lambda x: jnp.swapaxes(x[:, idx], 0, 1), (batch.seq, batch.reset))
     return RecBatch(seq, reset, jax.tree.map(lambda x: x[idx], batch.hidden))
+
+
+def env_minibatches(key: Array, grouped: RecBatch, num_minibatches: int) -> RecBatch:
+    """One epoch's minibatches of whole sequences from :func:`group_envs`'s groups:
+    ``[M, T, L/M, ...]``, minibatch ``m`` holding this device's envs ``env_partition(...)[m]``.
+
+    Env ``l`` is in group ``l % M``, which is minibatch ``perm[l % M]`` (``l % M == g % M`` as
+    ``M`` divides ``L``), so minibatch ``m`` is group ``argsort(perm)[m]``, envs in the same
+    (ascending) order."""
+    perm = jax.random.permutation(key, num_minibatches)
+    return jax.tree.map(lambda x: x[jnp.argsort(perm)], grouped)
 
 
 def recurrent_loss(
@@ -364,14 +377,13 @@ def make_update_step(
 ) -> Callable[[LearnerState, Any], tuple[LearnerState, tuple[ippo.UpdateMetrics, Any]]]:
     """One recurrent PPO update on this device's envs (inside :func:`anakin.shard_jit`)."""
     system = config.system
-    m, local = system.num_minibatches, vec.num_envs
+    m = system.num_minibatches
 
     def to_batch(traj: Transition, last_value: Array, start: LearnerState) -> RecBatch:
-        return make_rec_batch(traj, last_value, start.hidden, system)
+        return group_envs(make_rec_batch(traj, last_value, start.hidden, system), m)
 
-    def minibatches(key: Array, batch: RecBatch) -> RecBatch:
-        index = jax.lax.axis_index(anakin.AXIS) * local + jnp.arange(local)
-        return env_minibatches(key, batch, index, m)
+    def minibatches(key: Array, grouped: RecBatch) -> RecBatch:
+        return env_minibatches(key, grouped, m)
 
     return ippo.make_ppo_update(
         config, nets.space, make_rollout(vec, nets, config), to_batch, minibatches,

@@ -54,6 +54,24 @@ def test_env_partition_is_the_same_on_one_and_four_devices(m):
     assert len(orders) > 1  # the epoch key reshuffles the minibatch order
 
 
+@pytest.mark.parametrize("m", [2, 4])
+def test_grouped_minibatches_are_the_partition(m):
+    """The envs grouped once per update and reordered per epoch give each epoch exactly the
+    minibatches of ``env_partition`` (this device's envs, in the same order)."""
+    local = 8
+    x = jnp.arange(3 * local).reshape(3, local)  # [T, L]
+    batch = rec_ippo.RecBatch(x, x > 0, rec_ippo.Hidden(jnp.arange(local), -jnp.arange(local)))
+    grouped = rec_ippo.group_envs(batch, m)
+    for seed in range(5):
+        key = jax.random.PRNGKey(seed)
+        mbs = rec_ippo.env_minibatches(key, grouped, m)
+        for d in range(2):  # the same on device 0 and device 1 of 2
+            idx = rec_ippo.env_partition(key, d * local + jnp.arange(local), m)  # [M, L/M]
+            np.testing.assert_array_equal(mbs.seq, jnp.swapaxes(x[:, idx], 0, 1))
+            np.testing.assert_array_equal(mbs.reset, jnp.swapaxes((x > 0)[:, idx], 0, 1))
+            np.testing.assert_array_equal(mbs.hidden.critic, -idx)
+
+
 def test_minibatches_must_split_the_envs_on_each_device():
     with pytest.raises(ConfigError, match=r"system.num_minibatches.*fix: e.g. system.num_mini"):
         tiny_rec_config("arch.num_envs=6", "system.num_minibatches=4")
@@ -171,7 +189,7 @@ def _bptt_replay_reproduces_the_rollout_before_any_update(learned):
     @jax.jit
     def first_minibatch(params, tr, last, hidden):
         batch = rec_ippo.make_rec_batch(tr, last, hidden, system)
-        mbs = rec_ippo.env_minibatches(jax.random.PRNGKey(0), batch, jnp.arange(4), 2)
+        mbs = rec_ippo.env_minibatches(jax.random.PRNGKey(0), rec_ippo.group_envs(batch, 2), 2)
         mb = jax.tree.map(lambda x: x[0], mbs)  # first epoch's first minibatch: 2 sequences
 
         def replay(h):
