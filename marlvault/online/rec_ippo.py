@@ -17,6 +17,13 @@ Hidden state
     ``step_count == 0`` (the first of an episode: after the initial reset and after every
     auto-reset) its env's hidden state is set to zero, so nothing crosses an episode boundary.
 
+Critic pass
+    The rollout's per-step loop runs only the actor and the envs. The critic then reads the
+    whole rollout in one sequence pass from the state it started from, with the same resets,
+    plus the observation after the last step (the GAE bootstrap); its state after each step
+    gives the truncation bootstraps (below) and the state carried to the next rollout. The
+    results equal a critic stepped along with the actor (tests/online/test_rec_ippo.py).
+
 Truncated BPTT
     The update keeps the hidden states the rollout *started* from and replays both networks over
     the whole ``T``-step sequence from them, with the same resets (``step_count == 0``). Before
@@ -237,13 +244,8 @@ def make_rollout(
     vec: VecEnv, nets: Networks, config: Config
 ) -> Callable[[Params, LearnerState], tuple[LearnerState, Transition, Any]]:
     """``rollout(params, state) -> (state, transitions [T, B], (last_value [B, N], metrics))``,
-    carrying and resetting the GRU states (see the module docstring).
-
-    The per-step loop runs only the actor and the envs; the critic reads the whole rollout
-    afterwards in one sequence pass (:func:`critic_values`), which gives the values, the
-    truncation bootstraps, the bootstrap after the last step and the critic state to carry
-    exactly as a step-by-step critic would (same resets, same start state; float rounding
-    aside, as its products are batched over time)."""
+    carrying and resetting the GRU states; the critic runs after the per-step loop, over the
+    whole rollout (:func:`critic_values`; see the module docstring)."""
     system = config.system
     n = vec.spec.num_agents
 
