@@ -257,16 +257,15 @@ def make_rollout(
         dist = nets.space.distribution(out, ts.legal)
         no_value = jnp.zeros(reset.shape, jnp.float32)  # filled in by critic_values
         carry, tr, vstep = ippo.sample_and_step(vec, carry, dist, no_value)
-        final_in = network_inputs(vstep.final_obs, vstep.final_state, system)[1]
         carry = carry._replace(hidden=carry.hidden._replace(actor=h_actor))
-        return carry, (tr, final_in, vstep.metrics)
+        return carry, (tr, vstep.final_state, vstep.metrics)
 
     def rollout(params: Params, state: LearnerState):
         start = state.hidden.critic
-        state, (traj, final_in, metrics) = jax.lax.scan(
+        state, (traj, final_state, metrics) = jax.lax.scan(
             lambda c, x: step(params, c, x), state, None, length=system.rollout_length
         )
-        traj, last, h_critic = critic_values(nets, params.critic, start, traj, final_in,
+        traj, last, h_critic = critic_values(nets, params.critic, start, traj, final_state,
                                              state.timestep, system)  # fmt: skip
         state = state._replace(hidden=state.hidden._replace(critic=h_critic))
         return state, traj, (last, metrics)
@@ -275,7 +274,7 @@ def make_rollout(
 
 
 def critic_values(
-    nets: Networks, critic_params: Any, h: Array, traj: Transition, final_in: Array,
+    nets: Networks, critic_params: Any, h: Array, traj: Transition, final_state: Array,
     next_ts: TimeStep, system: ippo.SystemConfig,
 ) -> tuple[Transition, Array, Array]:
     """The critic over a whole rollout in one sequence pass.
@@ -285,7 +284,8 @@ def critic_values(
         critic_params: the critic's parameters.
         h: [B, N, H] critic state the rollout started from.
         traj: the rollout [T, B] (``value`` and ``final_value`` are replaced).
-        final_in: [T, B, N, F] critic input of each step's true next observation.
+        final_state: [T, B, S] global state of each step's true next observation (with
+            ``traj.final_obs``, the critic's input there).
         next_ts: the timestep after the last step [B].
         system: the system config (network inputs).
 
@@ -306,6 +306,7 @@ def critic_values(
     def final_values(_: Array) -> Array:
         # one step from each step's state y[t] into its true next observation, all t at once
         h_t = y[:steps].reshape(-1, *y.shape[2:])  # [T * B, N, H]
+        final_in = network_inputs(traj.final_obs, final_state, system)[1]  # [T, B, N, F]
         x_t = final_in.reshape(1, -1, *final_in.shape[2:])  # [1, T * B, N, F]
         _, v = nets.critic.apply(critic_params, h_t, (x_t, jnp.zeros(x_t.shape[:-1], bool)))
         return jnp.where(traj.truncated[..., None], v.reshape(traj.reward.shape), 0.0)
