@@ -432,8 +432,14 @@ class RecurrentNetwork(nn.Module):
     hidden: Sequence[int] = (128,)
     rnn_size: int = 128
 
-    @nn.compact
     def __call__(self, h: Array, inputs: tuple[Array, Array]) -> tuple[Array, Any]:
+        h, _, out = self.sequence(h, inputs)
+        return h, out
+
+    @nn.compact
+    def sequence(self, h: Array, inputs: tuple[Array, Array]) -> tuple[Array, Array, Any]:
+        """``(h, y [T, B, ..., H], head(y))``: also the GRU state after each step (``y[t]``,
+        the carry step ``t + 1`` starts from before its reset), same parameters."""
         x, reset = inputs
         h, y = ScannedRNN(self.rnn_size)(h, (MLPTorso(self.hidden)(x), reset))
-        return h, self.head(y)
+        return h, y, self.head(y)

@@ -309,24 +309,34 @@ def env_step(
     Returns:
         (carry with the new vstate/timestep/env_keys, (Transition [B], EpisodeMetrics [B])).
     """
+    new_carry, tr, out = sample_and_step(vec, carry, dist, value)
+    truncated = out.timestep.truncated
+
+    def final_values(_: Array) -> Array:
+        return jnp.where(truncated[:, None], final_value(out), 0.0)
+
+    final = jax.lax.cond(jnp.any(truncated), final_values, jnp.zeros_like, value)
+    return new_carry, (tr._replace(final_value=final), out.metrics)
+
+
+def sample_and_step(
+    vec: VecEnv, carry: Any, dist: Any, value: Array
+) -> tuple[Any, Transition, Any]:
+    """:func:`env_step` without the truncation bootstrap: ``(carry, transition, vec_step)``
+    with ``transition.final_value`` zero and the VecEnv's step output (``final_obs``,
+    ``final_state``, ``metrics``) for the caller to bootstrap from."""
     ts = carry.timestep
     keys = jax.vmap(jax.random.split)(carry.env_keys)  # [B, 2, 2]
     action = jax.vmap(lambda k, d: d.sample(k))(keys[:, 1], dist)  # raw, per-env keys
     vstate, out = vec.step(carry.vstate, dist.to_env(action))
     nts = out.timestep
-
-    def final_values(_: Array) -> Array:
-        return jnp.where(nts.truncated[:, None], final_value(out), 0.0)
-
-    final = jax.lax.cond(jnp.any(nts.truncated), final_values, jnp.zeros_like, value)
     tr = Transition(
         obs=ts.obs, legal=ts.legal, state=ts.state, action=action, reward=nts.reward,
         terminated=nts.terminated, truncated=nts.truncated,
-        log_prob=dist.log_prob(action), value=value, final_value=final,
+        log_prob=dist.log_prob(action), value=value, final_value=jnp.zeros_like(value),
         step_count=ts.step_count, final_obs=out.final_obs,
     )  # fmt: skip
-    carry = carry._replace(vstate=vstate, timestep=nts, env_keys=keys[:, 0])
-    return carry, (tr, out.metrics)
+    return carry._replace(vstate=vstate, timestep=nts, env_keys=keys[:, 0]), tr, out
 
 
 def make_rollout(

@@ -17,6 +17,13 @@ Hidden state
     ``step_count == 0`` (the first of an episode: after the initial reset and after every
     auto-reset) its env's hidden state is set to zero, so nothing crosses an episode boundary.
 
+Critic pass
+    The rollout's per-step loop runs only the actor and the envs. The critic then reads the
+    whole rollout in one sequence pass from the state it started from, with the same resets,
+    plus the observation after the last step (the GAE bootstrap); its state after each step
+    gives the truncation bootstraps (below) and the state carried to the next rollout. The
+    results equal a critic stepped along with the actor (tests/online/test_rec_ippo.py).
+
 Truncated BPTT
     The update keeps the hidden states the rollout *started* from and replays both networks over
     the whole ``T``-step sequence from them, with the same resets (``step_count == 0``). Before
@@ -237,40 +244,76 @@ def make_rollout(
     vec: VecEnv, nets: Networks, config: Config
 ) -> Callable[[Params, LearnerState], tuple[LearnerState, Transition, Any]]:
     """``rollout(params, state) -> (state, transitions [T, B], (last_value [B, N], metrics))``,
-    carrying and resetting the GRU states (see the module docstring)."""
+    carrying and resetting the GRU states; the critic runs after the per-step loop, over the
+    whole rollout (:func:`critic_values`; see the module docstring)."""
     system = config.system
     n = vec.spec.num_agents
-
-    def critic_step(params: Params, h: Array, obs: Array, state: Array, reset: Array):
-        return _one_step(nets.critic, params.critic, h, network_inputs(obs, state, system)[1],
-                         reset)  # fmt: skip
 
     def step(params: Params, carry: LearnerState, _: Any):
         ts = carry.timestep
         reset = agent_resets(ts.step_count, n)
-        actor_in, critic_in = network_inputs(ts.obs, ts.state, system)
-        h_actor, out = _one_step(nets.actor, params.actor, carry.hidden.actor, actor_in, reset)
-        h_critic, value = _one_step(nets.critic, params.critic, carry.hidden.critic, critic_in,
-                                    reset)  # fmt: skip
+        h_actor, out = _one_step(nets.actor, params.actor, carry.hidden.actor,
+                                 actor_input(ts.obs, system), reset)  # fmt: skip
         dist = nets.space.distribution(out, ts.legal)
-
-        def final_value(vstep: Any) -> Array:
-            no_reset = jnp.zeros_like(reset)  # the true next obs continues the episode
-            return critic_step(params, h_critic, vstep.final_obs, vstep.final_state, no_reset)[1]
-
-        carry, data = ippo.env_step(vec, carry, dist, value, final_value)
-        return carry._replace(hidden=Hidden(h_actor, h_critic)), data
+        no_value = jnp.zeros(reset.shape, jnp.float32)  # filled in by critic_values
+        carry, tr, vstep = ippo.sample_and_step(vec, carry, dist, no_value)
+        carry = carry._replace(hidden=carry.hidden._replace(actor=h_actor))
+        return carry, (tr, vstep.final_state, vstep.metrics)
 
     def rollout(params: Params, state: LearnerState):
-        state, (traj, metrics) = jax.lax.scan(
+        start = state.hidden.critic
+        state, (traj, final_state, metrics) = jax.lax.scan(
             lambda c, x: step(params, c, x), state, None, length=system.rollout_length
         )
-        ts = state.timestep
-        _, last = critic_step(params, state.hidden.critic, ts.obs, ts.state,
-                              agent_resets(ts.step_count, n))  # fmt: skip
+        traj, last, h_critic = critic_values(nets, params.critic, start, traj, final_state,
+                                             state.timestep, system)  # fmt: skip
+        state = state._replace(hidden=state.hidden._replace(critic=h_critic))
         return state, traj, (last, metrics)
 
     return rollout
+
+
+def critic_values(
+    nets: Networks, critic_params: Any, h: Array, traj: Transition, final_state: Array,
+    next_ts: TimeStep, system: ippo.SystemConfig,
+) -> tuple[Transition, Array, Array]:
+    """The critic over a whole rollout in one sequence pass.
+
+    Args:
+        nets: the networks.
+        critic_params: the critic's parameters.
+        h: [B, N, H] critic state the rollout started from.
+        traj: the rollout [T, B] (``value`` and ``final_value`` are replaced).
+        final_state: [T, B, S] global state of each step's true next observation (with
+            ``traj.final_obs``, the critic's input there).
+        next_ts: the timestep after the last step [B].
+        system: the system config (network inputs).
+
+    Returns:
+        ``(traj, last_value [B, N], h [B, N, H])``: ``traj`` with ``value`` (the critic on each
+        step's observation) and ``final_value`` (where the step truncated: the critic on its
+        true next observation from the state after the step, no reset; else 0), the value of
+        ``next_ts`` (the bootstrap after the last step) and the critic state before
+        ``next_ts`` is read (carried to the next rollout).
+    """
+    steps, n = traj.reward.shape[0], traj.reward.shape[-1]
+    critic_in = network_inputs(traj.obs, traj.state, system)[1]
+    next_in = network_inputs(next_ts.obs, next_ts.state, system)[1]
+    x = jnp.concatenate([critic_in, next_in[None]])  # [T + 1, B, N, F]
+    reset = agent_resets(jnp.concatenate([traj.step_count, next_ts.step_count[None]]), n)
+    _, y, value = nets.critic.apply(critic_params, h, (x, reset), method="sequence")
+
+    def final_values(_: Array) -> Array:
+        # one step from each step's state y[t] into its true next observation, all t at once
+        h_t = y[:steps].reshape(-1, *y.shape[2:])  # [T * B, N, H]
+        final_in = network_inputs(traj.final_obs, final_state, system)[1]  # [T, B, N, F]
+        x_t = final_in.reshape(1, -1, *final_in.shape[2:])  # [1, T * B, N, F]
+        _, v = nets.critic.apply(critic_params, h_t, (x_t, jnp.zeros(x_t.shape[:-1], bool)))
+        return jnp.where(traj.truncated[..., None], v.reshape(traj.reward.shape), 0.0)
+
+    final = jax.lax.cond(jnp.any(traj.truncated), final_values, jnp.zeros_like, traj.reward)
+    traj = traj._replace(value=value[:steps], final_value=final)
+    return traj, value[steps], y[steps - 1]
 
 
 def env_partition(key: Array, global_index: Array, num_minibatches: int) -> Array:
@@ -298,13 +341,26 @@ def make_rec_batch(traj: Transition, last_value: Array, hidden: Hidden,
     return RecBatch(make_batch(traj, last_value, system), resets, hidden)
 
 
-def env_minibatches(key: Array, batch: RecBatch, global_index: Array,
-                    num_minibatches: int) -> RecBatch:
-    """One epoch's minibatches of whole sequences: ``[M, T, L/M, ...]`` (hidden ``[M, L/M, ...]``),
-    minibatch ``m`` holding this device's envs ``env_partition(...)[m]``."""
-    idx = env_partition(key, global_index, num_minibatches)  # [M, L/M]
+def group_envs(batch: RecBatch, num_minibatches: int) -> RecBatch:
+    """This device's envs split once per update by residue class: ``[M, T, L/M, ...]``
+    (hidden ``[M, L/M, ...]``), group ``r`` holding local envs ``r, r + M, r + 2M, ...``.
+
+    Every epoch's minibatches are these groups in a new order (:func:`env_minibatches`), so the
+    rollout is gathered once per update, not once per epoch."""
+    idx = jnp.arange(batch.reset.shape[1]).reshape(-1, num_minibatches).T  # [M, L/M]
     seq, reset = jax.tree.map(lambda x: jnp.swapaxes(x[:, idx], 0, 1), (batch.seq, batch.reset))
     return RecBatch(seq, reset, jax.tree.map(lambda x: x[idx], batch.hidden))
+
+
+def env_minibatches(key: Array, grouped: RecBatch, num_minibatches: int) -> RecBatch:
+    """One epoch's minibatches of whole sequences from :func:`group_envs`'s groups:
+    ``[M, T, L/M, ...]``, minibatch ``m`` holding this device's envs ``env_partition(...)[m]``.
+
+    Env ``l`` is in group ``l % M``, which is minibatch ``perm[l % M]`` (``l % M == g % M`` as
+    ``M`` divides ``L``), so minibatch ``m`` is group ``argsort(perm)[m]``, envs in the same
+    (ascending) order."""
+    perm = jax.random.permutation(key, num_minibatches)
+    return jax.tree.map(lambda x: x[jnp.argsort(perm)], grouped)
 
 
 def recurrent_loss(
@@ -324,14 +380,13 @@ def make_update_step(
 ) -> Callable[[LearnerState, Any], tuple[LearnerState, tuple[ippo.UpdateMetrics, Any]]]:
     """One recurrent PPO update on this device's envs (inside :func:`anakin.shard_jit`)."""
     system = config.system
-    m, local = system.num_minibatches, vec.num_envs
+    m = system.num_minibatches
 
     def to_batch(traj: Transition, last_value: Array, start: LearnerState) -> RecBatch:
-        return make_rec_batch(traj, last_value, start.hidden, system)
+        return group_envs(make_rec_batch(traj, last_value, start.hidden, system), m)
 
-    def minibatches(key: Array, batch: RecBatch) -> RecBatch:
-        index = jax.lax.axis_index(anakin.AXIS) * local + jnp.arange(local)
-        return env_minibatches(key, batch, index, m)
+    def minibatches(key: Array, grouped: RecBatch) -> RecBatch:
+        return env_minibatches(key, grouped, m)
 
     return ippo.make_ppo_update(
         config, nets.space, make_rollout(vec, nets, config), to_batch, minibatches,

@@ -54,6 +54,24 @@ def test_env_partition_is_the_same_on_one_and_four_devices(m):
     assert len(orders) > 1  # the epoch key reshuffles the minibatch order
 
 
+@pytest.mark.parametrize("m", [2, 4])
+def test_grouped_minibatches_are_the_partition(m):
+    """The envs grouped once per update and reordered per epoch give each epoch exactly the
+    minibatches of ``env_partition`` (this device's envs, in the same order)."""
+    local = 8
+    x = jnp.arange(3 * local).reshape(3, local)  # [T, L]
+    batch = rec_ippo.RecBatch(x, x > 0, rec_ippo.Hidden(jnp.arange(local), -jnp.arange(local)))
+    grouped = rec_ippo.group_envs(batch, m)
+    for seed in range(5):
+        key = jax.random.PRNGKey(seed)
+        mbs = rec_ippo.env_minibatches(key, grouped, m)
+        for d in range(2):  # the same on device 0 and device 1 of 2
+            idx = rec_ippo.env_partition(key, d * local + jnp.arange(local), m)  # [M, L/M]
+            np.testing.assert_array_equal(mbs.seq, jnp.swapaxes(x[:, idx], 0, 1))
+            np.testing.assert_array_equal(mbs.reset, jnp.swapaxes((x > 0)[:, idx], 0, 1))
+            np.testing.assert_array_equal(mbs.hidden.critic, -idx)
+
+
 def test_minibatches_must_split_the_envs_on_each_device():
     with pytest.raises(ConfigError, match=r"system.num_minibatches.*fix: e.g. system.num_mini"):
         tiny_rec_config("arch.num_envs=6", "system.num_minibatches=4")
@@ -87,6 +105,7 @@ def test_recurrent_rollout_resets_replays_and_bootstraps():
     _hidden_resets_exactly_at_episode_starts(learned)
     _bptt_replay_reproduces_the_rollout_before_any_update(learned)
     _truncation_bootstraps_from_the_carried_critic_state(learned)
+    _sequence_critic_equals_a_step_by_step_critic(learned)
 
 
 def test_hidden_resets_per_env_when_episodes_end_at_different_steps():
@@ -170,7 +189,7 @@ def _bptt_replay_reproduces_the_rollout_before_any_update(learned):
     @jax.jit
     def first_minibatch(params, tr, last, hidden):
         batch = rec_ippo.make_rec_batch(tr, last, hidden, system)
-        mbs = rec_ippo.env_minibatches(jax.random.PRNGKey(0), batch, jnp.arange(4), 2)
+        mbs = rec_ippo.env_minibatches(jax.random.PRNGKey(0), rec_ippo.group_envs(batch, 2), 2)
         mb = jax.tree.map(lambda x: x[0], mbs)  # first epoch's first minibatch: 2 sequences
 
         def replay(h):
@@ -215,6 +234,45 @@ def _truncation_bootstraps_from_the_carried_critic_state(learned):
     value = replay(state.params, state.hidden.critic, tr)
     np.testing.assert_allclose(value[t + 1], tr.final_value[t], rtol=1e-5, atol=1e-5)
     assert np.abs(np.asarray(tr.final_value[t])).max() > 0
+
+
+def _sequence_critic_equals_a_step_by_step_critic(learned):
+    """The rollout's critic reads the whole rollout in one sequence pass after the actor and
+    the envs stepped; a critic stepped along with them (as the rollout ran it before) gives
+    the same values, truncation bootstraps, last value and carried state."""
+    learner, state, after, tr, last = learned
+    nets, system = learner.nets, learner.config.system
+    n = learner.spec.num_agents
+
+    def critic(params, h, obs, st, reset):
+        x = network_inputs(obs, st, system)[1]
+        h, v = nets.critic.apply(params, h, (x[None], reset[None]))
+        return h, v[0]
+
+    @jax.jit
+    def stepwise(params, h, tr, next_ts):
+        def step(h, x):
+            obs, st, count, final_obs, truncated = x
+            h, value = critic(params, h, obs, st, rec_ippo.agent_resets(count, n))
+            # IPPO's critic reads observations only, so the state argument is not used here
+            no_reset = jnp.zeros((count.shape[0], n), bool)  # the episode goes on
+            _, final = critic(params, h, final_obs, st, no_reset)
+            return h, (value, jnp.where(truncated[:, None], final, 0.0))
+
+        xs = (tr.obs, tr.state, tr.step_count, tr.final_obs, tr.truncated)
+        h, (value, final) = jax.lax.scan(step, h, xs)
+        _, last = critic(params, h, next_ts.obs, next_ts.state,
+                         rec_ippo.agent_resets(next_ts.step_count, n))  # fmt: skip
+        return value, final, last, h
+
+    assert not system.centralised_critic and np.asarray(tr.truncated).any()
+    value, final, want_last, h = stepwise(state.params.critic, state.hidden.critic, tr,
+                                          after.timestep)  # fmt: skip
+    tight = dict(rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(tr.value, value, **tight)
+    np.testing.assert_allclose(tr.final_value, final, **tight)
+    np.testing.assert_allclose(last, want_last, **tight)
+    np.testing.assert_allclose(after.hidden.critic, h, **tight)
 
 
 # --- runs through the CLI ----------------------------------------------------------------------
