@@ -1,9 +1,11 @@
 """Subprocess worker: data-parallel offline updates on the devices this process sees.
 
-Usage: python -m tests.offline.parallel_worker VAULT ALGO MODES UPDATES [KEY=VALUE ...]
-(MODES: memory,stream; KEY=VALUE: config overrides, e.g. system.hidden=8). Prints ``replicas
-identical`` when every device holds the same state after the updates (the gradients were
-averaged), and ``moved`` when the parameters changed.
+Usage: python -m tests.offline.parallel_worker JOB [JOB ...], each JOB one argument of words
+``VAULT ALGO MODES UPDATES [KEY=VALUE ...]`` (MODES: memory,stream; KEY=VALUE: config overrides,
+e.g. system.hidden=8). The jobs run one after the other in this process (one start-up, one
+device set-up for all). For every job and mode it prints ``job I`` and ``devices ...``, then
+``replicas identical`` when every device holds the same state after the updates (the gradients
+were averaged), and ``moved`` when the parameters changed.
 """
 
 from __future__ import annotations
@@ -46,5 +48,8 @@ def main(vault: str, algo: str, mode: str, updates: int, overrides: list[str]) -
 
 
 if __name__ == "__main__":
-    for one in sys.argv[3].split(","):
-        main(sys.argv[1], sys.argv[2], one, int(sys.argv[4]), sys.argv[5:])
+    for number, job in enumerate(sys.argv[1:]):
+        vault, algo, modes, updates, *overrides = job.split()
+        for one in modes.split(","):
+            print("job", number, flush=True)
+            main(vault, algo, one, int(updates), overrides)

@@ -8,6 +8,7 @@ The 2-process x 2-device run against 1 process x 4 devices is in the slow
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -35,16 +36,48 @@ def _vault(tmp_path: Path, rows: int, steps: int) -> Vault:
     return Vault.open(path)
 
 
-def _run_worker(path: Path, algo: str, modes: str, updates: int, env: dict[str, str],
-                overrides: tuple[str, ...] = (), timeout: int = 300) -> list[str]:
-    """The worker's report of each mode (a hang fails after ``timeout`` seconds)."""
-    res = subprocess.run(
-        [sys.executable, "-m", "tests.offline.parallel_worker", str(path), algo, modes,
-         str(updates), *overrides],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+TINY = ("system.hidden=8", "system.rnn_size=8", "system.seq_len=5", "system.batch_size=8")
+
+FAMILIES = {
+    # a 64x64 critic kernel: a QR big enough that the vmapped twin-critic init hung (stack_inits)
+    "iddpg-bc": ("system.critic_hidden=64,64",),  # continuous actor-critic, policy_delay=2
+    "qmix-cql": ("system.mixer_embed=8", "system.hyper_hidden=8"),  # discrete value-based
+}
+
+
+def _family_vault(tmp: Path, algo: str) -> Path:
+    tree = synthetic_tree(4, 64)
+    if ALGORITHMS[algo].data_needs(ALGORITHMS[algo].config()).continuous_ok:
+        tree["actions"] = np.tanh(tree["observations"][..., :2])  # [-1, 1] assumed, no bounds
+        del tree["infos"]["legals"]
+    path = tmp / f"{algo}.vlt"
+    with Vault.create(path, tree) as v:
+        v.append(tree)
+    return path
+
+
+@pytest.fixture(scope="module")
+def four_device_runs(tmp_path_factory) -> dict[str, list[str]]:
+    """One 4-device worker process for every job of this module (a hang fails after 300 s):
+    BC 10 updates in memory and streaming, then 3 updates of each family in memory."""
+    tmp = tmp_path_factory.mktemp("parallel")
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    env["JAX_PLATFORMS"] = "cpu"
+    bc = tmp / "bc.vlt"
+    with Vault.create(bc, synthetic_tree(4, 64)) as v:
+        v.append(synthetic_tree(4, 64))
+    jobs = {"bc": f"{bc} bc memory,stream 10"}
+    for algo, extra in FAMILIES.items():
+        jobs[algo] = " ".join([str(_family_vault(tmp, algo)), algo, "memory", "3", *TINY, *extra])
+    res = subprocess.run([sys.executable, "-m", "tests.offline.parallel_worker", *jobs.values()],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    return res.stdout.split("devices ")[1:]
+    outputs = re.split(r"^job (\d+)$", res.stdout, flags=re.M)[1:]  # [number, text, ...]
+    by_job: dict[int, list[str]] = {}
+    for number, text in zip(outputs[::2], outputs[1::2], strict=True):
+        by_job.setdefault(int(number), []).append(text.split("devices ", 1)[1])
+    return {name: by_job[i] for i, name in enumerate(jobs)}
 
 
 def test_rows_split_evenly_over_the_devices(tmp_path):
@@ -70,11 +103,8 @@ def test_shares_that_cannot_be_made_are_refused_with_the_fix(tmp_path):
         plan_share(_vault(tmp_path, 1, 24), 0, 8)
 
 
-def test_four_devices_train_their_shares_and_stay_identical(tmp_path, multi_device_env):
-    path = tmp_path / "v.vlt"
-    with Vault.create(path, synthetic_tree(4, 64)) as v:
-        v.append(synthetic_tree(4, 64))
-    runs = _run_worker(path, "bc", "memory,stream", 10, multi_device_env)
+def test_four_devices_train_their_shares_and_stay_identical(four_device_runs):
+    runs = four_device_runs["bc"]
     assert len(runs) == 2
     for mode, out in zip(("memory", "stream"), runs, strict=True):
         assert out.startswith("4 shares [0, 1, 2, 3]") and f"mode {mode}" in out
@@ -82,25 +112,9 @@ def test_four_devices_train_their_shares_and_stay_identical(tmp_path, multi_devi
         assert np.isfinite(float(out.split("'loss': ")[1].split(",")[0].split("}")[0]))
 
 
-TINY = ("system.hidden=8", "system.rnn_size=8", "system.seq_len=5", "system.batch_size=8")
-
-
-@pytest.mark.parametrize(("algo", "extra"), [
-    # a 64x64 critic kernel: a QR big enough that the vmapped twin-critic init hung (stack_inits)
-    ("iddpg-bc", ("system.critic_hidden=64,64",)),  # continuous actor-critic, policy_delay=2
-    ("qmix-cql", ("system.mixer_embed=8", "system.hyper_hidden=8")),  # discrete value-based
-])  # fmt: skip
-def test_each_family_finishes_its_updates_on_four_devices(tmp_path, multi_device_env, algo,
-                                                          extra):
-    continuous = ALGORITHMS[algo].data_needs(ALGORITHMS[algo].config()).continuous_ok
-    tree = synthetic_tree(4, 64)
-    if continuous:  # float actions in [-1, 1] (no bounds recorded: [-1, 1] assumed)
-        tree["actions"] = np.tanh(tree["observations"][..., :2])
-        del tree["infos"]["legals"]
-    path = tmp_path / "v.vlt"
-    with Vault.create(path, tree) as v:
-        v.append(tree)
-    (out,) = _run_worker(path, algo, "memory", 3, multi_device_env, (*TINY, *extra), 120)
+@pytest.mark.parametrize("algo", sorted(FAMILIES))
+def test_each_family_finishes_its_updates_on_four_devices(four_device_runs, algo):
+    (out,) = four_device_runs[algo]
     assert out.startswith("4 shares [0, 1, 2, 3]")
     assert "replicas identical" in out and "moved" in out
     losses = re.findall(r"'\w*loss': (\S+?)[,}]", out)
