@@ -307,8 +307,11 @@ class _ParallelUpdater:
 class _Updater:
     """Runs blocks of updates in either dataset mode; ``run(state, n, key) -> (state, metrics)``.
 
-    Streaming runs one jitted update per host batch. Handing it groups of host batches in one
-    ``lax.scan`` (up to 1.5x for the CQL actor-critics) was tried twice and taken out: in a
+    Streaming runs one jitted update per host batch. Each call's XLA scratch memory is allocated
+    afresh; above glibc's ``mmap`` threshold (the continuous CQL learners: ~140 MiB) that means
+    page faults on every update, ~1.5x the CPU of the same update in memory mode's scan, which
+    ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` removes (docs/OFFLINE.md). Handing the update
+    groups of host batches in one ``lax.scan`` amortises it too, but was taken out twice: in a
     process that had already run a dozen algorithms, a group's XLA execution (or its
     ``device_put``) waited forever with idle CPUs (docs/BENCHMARKS.md, offline speed).
     """
