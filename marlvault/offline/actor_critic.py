@@ -355,7 +355,11 @@ def make_init(config: ActorCriticConfig, spec: DataSpec, features: Features):
         actor = init_gru_network(nets.actor, k_actor, spec, config.rnn_size)
         x = features(jnp.zeros((1, n, spec.input_dim)), jnp.zeros((1, spec.state_dim)),
                      jnp.zeros((1, n, a)), jnp.zeros((1, n, a)))
-        critic = jax.vmap(lambda k: nets.critic.init(k, x))(jax.random.split(k_critic))
+        # one init per critic, stacked, not vmapped: a vmapped orthogonal init is a batched QR,
+        # whose CPU kernel blocks an XLA pool thread while the pool runs its batch, and two of
+        # them at once deadlock a 2-thread pool (docs/BENCHMARKS.md, offline throughput)
+        critic = jax.tree.map(lambda *p: jnp.stack(p), *(
+            nets.critic.init(k, x) for k in jax.random.split(k_critic)))
         return TrainState(actor, critic, actor, critic, actor_tx.init(actor),
                           critic_tx.init(critic), k_state, jnp.zeros((), jnp.int32))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import jax
 import numpy as np
@@ -114,3 +115,24 @@ def test_jitted_init_equals_eager_init(name):
 
     for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), strict=True):
         np.testing.assert_array_equal(np.asarray(plain(a)), np.asarray(plain(b)))
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_init_runs_no_batched_qr(name):
+    """No algorithm's init holds a batched QR (a vmapped orthogonal init): jaxlib's CPU LAPACK
+    kernel blocks an XLA pool thread while the pool runs the batch, and two such kernels at once
+    deadlock a 2-thread pool (the trainer then waits forever with idle CPUs)."""
+    entry = ALGORITHMS[name]
+    fields = {f.name for f in dataclasses.fields(entry.config)}
+    config = entry.config(**{k: v for k, v in TINY.items() if k in fields})
+    tree = synthetic_tree()
+    needs = entry.data_needs(config)
+    if not needs.discrete_ok:
+        rng = np.random.default_rng(0)
+        tree["actions"] = rng.uniform(-1, 1, tree["infos"].pop("legals").shape).astype(np.float32)
+    spec = ds.spec_from_tree(tree, "<test>", tree["observations"].shape[1], True,
+                             needs.need_state, continuous_ok=needs.continuous_ok)
+    hlo = jax.jit(entry.make(config, spec).init).lower(jax.random.key(0)).as_text()
+    batch_dims = re.findall(r"lapack_[sd]geqrf[^\n]*num_batch_dims = \"(\d+)\"", hlo)
+    assert batch_dims, "no QR found: the check no longer sees the orthogonal initialiser"
+    assert set(batch_dims) == {"0"}, f"batched QR in {name}'s init: num_batch_dims {batch_dims}"
