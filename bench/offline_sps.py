@@ -6,7 +6,8 @@ actions in [-1, 1] and no legal masks), then for every registered algorithm
 (``marlvault.offline.train.ALGORITHMS``: BC feed-forward and recurrent on both, the discrete
 Q-learners and MAICQ on the discrete vault, the continuous actor-critics on the continuous one)
 at its default batch size and sequence length times ``--updates`` updates after a warm-up
-(compilation excluded):
+(compilation excluded), ``--repeats`` blocks of each mode alternated, the best of each reported
+(on a shared machine the best block is the one least disturbed):
 
 * memory: the whole dataset on the device, ``--updates`` updates sampled inside one ``lax.scan``;
 * stream: ``Vault.iter_chunks`` -> windows -> shuffle buffer -> host batches -> the trainer's
@@ -14,7 +15,8 @@ at its default batch size and sequence length times ``--updates`` updates after 
 
 Prints a markdown table. Usage::
 
-    .venv/bin/python bench/offline_sps.py [--rows 16] [--steps 4000] [--updates 200] [--only omar]
+    .venv/bin/python bench/offline_sps.py [--rows 16] [--steps 4000] [--updates 200] [--repeats 3]
+        [--only omar]
 """
 
 from __future__ import annotations
@@ -81,30 +83,43 @@ def _dataset(entry: AlgorithmEntry, config, path: str, mode: str) -> OfflineData
     ))  # fmt: skip
 
 
-def bench_memory(entry: AlgorithmEntry, config, path: str, updates: int) -> tuple[float, object]:
+def memory_runner(entry: AlgorithmEntry, config, path: str, updates: int):
+    """``(run, algo)``: ``run()`` times ``updates`` updates sampled inside one ``lax.scan``
+    (compiled and warmed up here)."""
     ds = _dataset(entry, config, path, "memory")
     algo = entry.make(config, ds.spec)
-    run = jax.jit(make_scan_train(algo, ds.sampler(algo.batch_size), updates))
-    data, state = ds.device_data(), algo.init(jax.random.key(0))
-    state, _ = jax.block_until_ready(run(state, data, jax.random.key(1)))  # compile + warm up
-    start = time.perf_counter()
-    state, _ = jax.block_until_ready(run(state, data, jax.random.key(2)))
-    return updates / (time.perf_counter() - start), algo
+    step = jax.jit(make_scan_train(algo, ds.sampler(algo.batch_size), updates))
+    data, state, key = ds.device_data(), algo.init(jax.random.key(0)), jax.random.key(1)
+    state, _ = jax.block_until_ready(step(state, data, key))  # compile + warm up
+
+    def run() -> float:
+        nonlocal state, key
+        key, sub = jax.random.split(key)
+        start = time.perf_counter()
+        state, _ = jax.block_until_ready(step(state, data, sub))
+        return updates / (time.perf_counter() - start)
+
+    return run, algo
 
 
-def bench_stream(entry: AlgorithmEntry, config, path: str, updates: int) -> float:
-    """The trainer's own streaming path (``offline/train.py``: one jitted update per host
-    batch), after a warm-up block of the same size."""
+def stream_runner(entry: AlgorithmEntry, config, path: str, updates: int):
+    """``run()`` times the trainer's own streaming path (``offline/train.py``: one jitted update
+    per host batch) for ``updates`` updates, after a warm-up block of the same size."""
     ds = _dataset(entry, config, path, "stream")
     algo = entry.make(config, ds.spec)
     updater = _Updater(algo, ds, seed=0)
     state = updater.init(jax.random.key(0))
     state, _ = updater.run(state, updates, jax.random.key(1))  # compile + warm up
     jax.block_until_ready(state)
-    start = time.perf_counter()
-    state, _ = updater.run(state, updates, jax.random.key(2))
-    jax.block_until_ready(state)
-    return updates / (time.perf_counter() - start)
+
+    def run() -> float:
+        nonlocal state
+        start = time.perf_counter()
+        state, _ = updater.run(state, updates, jax.random.key(2))
+        jax.block_until_ready(state)
+        return updates / (time.perf_counter() - start)
+
+    return run
 
 
 def main() -> None:
@@ -112,6 +127,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--updates", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed blocks of each mode, alternated; the best is reported")
     parser.add_argument("--only", nargs="+", help="algorithm names (default: all registered)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,8 +148,11 @@ def main() -> None:
             if args.only and entry.name not in args.only:
                 continue
             path = paths[cont]
-            mem, algo = bench_memory(entry, config, path, args.updates)
-            stream = bench_stream(entry, config, path, args.updates)
+            run_memory, algo = memory_runner(entry, config, path, args.updates)
+            run_stream = stream_runner(entry, config, path, args.updates)
+            mem = stream = 0.0
+            for _ in range(args.repeats):  # alternated, so both see the same load
+                mem, stream = max(mem, run_memory()), max(stream, run_stream())
             print(f"| {name} | {algo.batch_size} x {algo.seq_len} | {mem:,.1f} | {stream:,.1f} | "
                   f"{stream / mem:.2f} |", flush=True)
 

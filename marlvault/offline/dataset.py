@@ -46,7 +46,18 @@ from marlvault.offline.windows import (
     valid_steps,
     window_starts,
 )
-from marlvault.schema import OBS
+from marlvault.schema import (
+    ACTIONS,
+    LEGALS,
+    NEXT_LEGALS,
+    NEXT_OBS,
+    NEXT_STATE,
+    OBS,
+    REWARDS,
+    STATE,
+    TERMINALS,
+    TRUNCATIONS,
+)
 
 MODES = ("auto", "memory", "stream")
 
@@ -70,7 +81,9 @@ class DatasetConfig:
     steps_per_chunk: int = 0
     """Streaming: time steps read per request; 0 lets the vault choose."""
     need_state: bool = False
-    """Raise :class:`DatasetError` when the vault has no ``infos.state`` (QMIX)."""
+    """Raise :class:`DatasetError` when the vault has no ``infos.state`` (QMIX). Streaming
+    reads the state only when this is set; otherwise its batches carry ``state`` ``[L+1, K, 0]``
+    (memory mode keeps it)."""
     continuous_ok: bool = False
     """Accept continuous actions ``(B, T, N, A)`` (else raise :class:`DatasetError`)."""
     algorithm: str = ""
@@ -180,6 +193,14 @@ def _divisors_hint(rows: int) -> str:
 
 
 # --- the dataset ---------------------------------------------------------------------------------
+def _window_keys(continuous: bool, need_state: bool) -> set[str]:
+    """The vault leaves :func:`steps_from_tree` reads (continuous actions have no legal masks;
+    the state only for a learner that needs it)."""
+    keys = {OBS, ACTIONS, REWARDS, TERMINALS, TRUNCATIONS, NEXT_OBS}
+    keys |= set() if continuous else {LEGALS, NEXT_LEGALS}
+    return keys | ({STATE, NEXT_STATE} if need_state else set())
+
+
 def _open_vault(path: str):
     from marlvault.vault.vault import Vault
 
@@ -258,9 +279,14 @@ class OfflineDataset:
         return np.arange(self.share.row0, self.share.row1, dtype=np.int64)
 
     def _blocks(self, keys: Any = None) -> Iterator[Any]:
+        """The dataset's steps block by block: the leaves ``keys``, or by default only the
+        leaves its windows use."""
         vault = _open_vault(self.path)
         try:
             chunk = self.config.steps_per_chunk or None
+            if keys is None:
+                used = _window_keys(self.spec.continuous, self.config.need_state)
+                keys = [k for k in vault.keys if k in used]
             for _, block in vault.iter_chunks(steps_per_chunk=chunk, rows=self._rows(), keys=keys,
                                               start=self.share.start, stop=self.share.stop):
                 yield block

@@ -310,10 +310,14 @@ class _ParallelUpdater:
 class _Updater:
     """Runs blocks of updates in either dataset mode; ``run(state, n, key) -> (state, metrics)``.
 
-    Streaming runs one jitted update per host batch. Handing it groups of host batches in one
-    ``lax.scan`` (up to 1.5x for the CQL actor-critics) was tried twice and taken out: in a
-    process that had already run a dozen algorithms, a group's XLA execution (or its
-    ``device_put``) waited forever with idle CPUs (docs/BENCHMARKS.md, offline speed).
+    Streaming runs one jitted update per host batch. Each call's XLA scratch memory is allocated
+    afresh; above glibc's ``mmap`` threshold (the continuous CQL learners: ~140 MiB) that means
+    page faults on every update, ~1.5x the CPU of the same update in memory mode's scan, which
+    ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` removes (docs/OFFLINE.md). Handing the update
+    groups of host batches in one ``lax.scan`` amortises it too; it was taken out twice after
+    runs that waited forever with idle CPUs, whose cause turned out to be the actor-critics'
+    init (a batched QR deadlocking XLA's CPU pool, fixed in ``actor_critic.make_init``), not
+    the grouping (docs/BENCHMARKS.md, offline throughput).
     """
 
     def __init__(self, algo: Algorithm, dataset: OfflineDataset, seed: int) -> None:

@@ -94,3 +94,31 @@ def test_ours_memory_and_stream_agree(tmp_path):
     sample = jax.jit(mem.sampler(batch_size=6))
     batch = sample(mem.device_data(), jax.random.key(0))
     assert batch.obs.shape == (5, 6, N, O + N) and batch.state.shape == (5, 6, 5)
+
+
+def test_streaming_reads_only_the_leaves_its_windows_use(tmp_path):
+    tree = handmade_tree(with_next_obs=True)
+    tree["infos"]["next_state"] = tree["infos"]["state"].copy()
+    tree["infos"]["extra"] = np.zeros((B, T, 7), np.float32)  # recorded, used by no learner
+    path = str(tmp_path / "ours.vlt")
+    with Vault.create(path, tree) as v:
+        v.append(tree)
+    for need_state, width in ((False, 0), (True, 5)):
+        config = ds.DatasetConfig(seq_len=3, mode="stream", steps_per_chunk=4,
+                                  need_state=need_state)
+        dataset = ds.OfflineDataset(path, config)
+        block = next(dataset._blocks())
+        assert "extra" not in block["infos"]
+        assert ("state" in block["infos"]) == ("next_state" in block["infos"]) == need_state
+        assert "next_obs" in block["infos"] and "legals" in block["infos"]
+        batch = next(dataset.batches(batch_size=4))
+        assert batch.obs.shape == (4, 4, N, O + N) and batch.state.shape == (4, 4, width)
+        assert dataset.spec.bootstrap_truncations
+    reference = ds.OfflineDataset(path, ds.DatasetConfig(seq_len=3, mode="stream",
+                                                         steps_per_chunk=4, need_state=True))
+    lean = ds.OfflineDataset(path, ds.DatasetConfig(seq_len=3, mode="stream", steps_per_chunk=4))
+    pairs = zip(reference.batches(4, seed=1), lean.batches(4, seed=1), strict=False)
+    for _, (a, b) in zip(range(12), pairs, strict=False):  # same windows, same shuffle
+        for name in ds.SequenceBatch._fields:
+            if name != "state":
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
