@@ -19,12 +19,13 @@ $(STAMP): pyproject.toml $(LOCK) | $(PY)
 demo: $(STAMP)
 	$(PY) -m marlvault.demo
 
-# One worker per core (pytest-xdist), sharing one JAX compile cache (tests/conftest.py); TEST_WORKERS=0 runs
+# One worker per core (pytest-xdist; an idle worker takes tests queued for the other), sharing one JAX
+# compile cache (tests/conftest.py); longest modules first (tests/durations.json). TEST_WORKERS=0 runs
 # in one process.
 TEST_WORKERS ?= auto
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --durations=15
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
