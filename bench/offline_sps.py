@@ -22,6 +22,7 @@ Prints a markdown table. Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -76,11 +77,14 @@ def cases() -> dict[str, tuple[AlgorithmEntry, object, bool]]:
 
 def _dataset(entry: AlgorithmEntry, config, path: str, mode: str) -> OfflineDataset:
     needs = entry.data_needs(config)
-    return OfflineDataset(path, DatasetConfig(
+    ds = OfflineDataset(path, DatasetConfig(
         seq_len=needs.seq_len, stride=needs.stride, mode=mode, need_state=needs.need_state,
         continuous_ok=needs.continuous_ok,
         **({"shuffle_windows": 4096} if mode == "stream" else {}),
     ))  # fmt: skip
+    if needs.obs_stats:  # as offline/train.py's open_dataset (iddpg-bc's normalisation)
+        ds.spec = dataclasses.replace(ds.spec, obs_stats=ds.obs_stats())
+    return ds
 
 
 def memory_runner(entry: AlgorithmEntry, config, path: str, updates: int):
