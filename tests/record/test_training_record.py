@@ -84,6 +84,9 @@ def test_record_one_device_exact(tmp_path):
     _check_episodes_agree(path, traj)
 
 
+@pytest.mark.slow  # ~13 s; the default suite keeps 4 devices == 1 device for the learner
+# (tests/online/test_ippo.py) and exact recording on one device (above); the slow
+# tests/online/test_multiprocess.py compares 4-device vaults bit for bit too
 def test_record_four_devices_exact(tmp_path, multi_device_env):
     path, npz = str(tmp_path / "four.vlt"), str(tmp_path / "traj.npz")
     subprocess.run(
