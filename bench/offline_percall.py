@@ -1,7 +1,8 @@
 """One jitted update per call against the same update in a ``lax.scan``, on a fixed batch.
 
-Streaming (``offline/train.py``'s ``_Updater``) calls ``jit(algo.update)`` once per host batch;
-memory mode runs many updates in one scanned program. This isolates the difference from the
+Streaming (``offline/train.py``'s ``_Updater``) called ``jit(algo.update)`` once per host batch
+when this was written (it now scans groups of 10); memory mode runs many updates in one scanned
+program. This isolates the difference from the
 data path: one streamed batch is put on the device once and every update reuses it. For each
 registered algorithm (as in ``bench/offline_sps.py``) it prints the XLA scratch memory of one
 update (``temp``: allocated afresh by every call), the host batch rate of the streaming iterator,

@@ -107,8 +107,9 @@ def memory_runner(entry: AlgorithmEntry, config, path: str, updates: int):
 
 
 def stream_runner(entry: AlgorithmEntry, config, path: str, updates: int):
-    """``run()`` times the trainer's own streaming path (``offline/train.py``: one jitted update
-    per host batch) for ``updates`` updates, after a warm-up block of the same size."""
+    """``run()`` times the trainer's own streaming path (``offline/train.py``'s ``_Updater``:
+    groups of host batches per jitted scan) for ``updates`` updates, after a warm-up block of
+    the same size."""
     ds = _dataset(entry, config, path, "stream")
     algo = entry.make(config, ds.spec)
     updater = _Updater(algo, ds, seed=0)

@@ -310,15 +310,18 @@ class _ParallelUpdater:
 class _Updater:
     """Runs blocks of updates in either dataset mode; ``run(state, n, key) -> (state, metrics)``.
 
-    Streaming runs one jitted update per host batch. Each call's XLA scratch memory is allocated
-    afresh; above glibc's ``mmap`` threshold (the continuous CQL learners: ~140 MiB) that means
-    page faults on every update, ~1.5x the CPU of the same update in memory mode's scan, which
-    ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` removes (docs/OFFLINE.md). Handing the update
-    groups of host batches in one ``lax.scan`` amortises it too; it was taken out twice after
-    runs that waited forever with idle CPUs, whose cause turned out to be the actor-critics'
-    init (a batched QR deadlocking XLA's CPU pool, fixed in ``actor_critic.make_init``), not
-    the grouping (docs/BENCHMARKS.md, offline throughput).
+    Streaming hands the update groups of ``GROUP`` host batches, stacked on the host, in one
+    jitted ``lax.scan`` (the same updates in the same order; a remainder runs one batch per
+    call). Each call's XLA scratch memory is allocated afresh; above glibc's ``mmap`` threshold
+    (the continuous CQL learners: ~140 MiB) that means page faults on every call, ~1.5x the CPU
+    of the same update in a scan, and each call pays its own dispatch: a group pays both once.
+    Grouping was taken out twice after runs that waited forever with idle CPUs; the cause was
+    the actor-critics' init (a batched QR deadlocking XLA's CPU pool, fixed in
+    ``actor_critic.make_init``), not the grouping (docs/BENCHMARKS.md, offline throughput).
     """
+
+    GROUP = 10
+    """Host batches per jitted call in streaming mode."""
 
     def __init__(self, algo: Algorithm, dataset: OfflineDataset, seed: int) -> None:
         self.algo, self.dataset = algo, dataset
@@ -329,20 +332,30 @@ class _Updater:
         else:
             self.batches = dataset.batches(algo.batch_size, seed)
             self.update = jax.jit(algo.update)
+            self.update_group = jax.jit(lambda state, group: jax.lax.scan(algo.update, state,
+                                                                          group))
 
     def init(self, key: jax.Array) -> Any:
         return jax.jit(self.algo.init)(key)
+
+    def _next_group(self) -> Any:
+        """``GROUP`` host batches stacked on a new leading axis (numpy)."""
+        batches = [next(self.batches) for _ in range(self.GROUP)]
+        return jax.tree.map(lambda *xs: np.stack(xs), *batches)
 
     def run(self, state: Any, num: int, key: jax.Array) -> tuple[Any, dict]:
         if self.dataset.mode == "memory":
             if num not in self.compiled:
                 self.compiled[num] = jax.jit(make_scan_train(self.algo, self.sample, num))
             return self.compiled[num](state, self.data, key)
-        metrics = []
-        for _ in range(num):
-            state, m = self.update(state, next(self.batches))
+        metrics = []  # each [k] (k updates) for one call
+        for _ in range(num // self.GROUP):
+            state, m = self.update_group(state, self._next_group())
             metrics.append(m)
-        return state, jax.tree.map(lambda *xs: np.mean(np.stack(xs)), *metrics)
+        for _ in range(num % self.GROUP):
+            state, m = self.update(state, next(self.batches))
+            metrics.append(jax.tree.map(lambda x: x[None], m))
+        return state, jax.tree.map(lambda *xs: np.mean(np.concatenate(xs)), *metrics)
 
 
 def train_offline(algo: str, config: Any = (), *,
