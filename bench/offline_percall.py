@@ -24,9 +24,7 @@ from pathlib import Path
 import jax
 
 sys.path.insert(0, str(Path(__file__).parent))
-from offline_sps import _dataset, cases, make_tree  # noqa: E402
-
-from marlvault.vault.vault import Vault  # noqa: E402
+from offline_sps import _dataset, cases, write_vaults  # noqa: E402
 
 
 def _cpu() -> float:
@@ -81,12 +79,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="algorithm names (default: all registered)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {}
-        for cont in (False, True):
-            paths[cont] = str(Path(tmp) / f"v-{cont}.vlt")
-            tree = make_tree(args.rows, args.steps, continuous=cont)
-            with Vault.create(paths[cont], tree) as vault:
-                vault.append(tree)
+        paths, _ = write_vaults(tmp, args.rows, args.steps)
         print("| algorithm | XLA temp MiB | host batches/s | per call: updates/s, CPU ms | "
               "in scan: updates/s, CPU ms | CPU per call / in scan | load |")
         print("|---|---|---|---|---|---|---|")

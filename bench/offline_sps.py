@@ -127,6 +127,19 @@ def stream_runner(entry: AlgorithmEntry, config, path: str, updates: int):
     return run
 
 
+def write_vaults(folder: str, rows: int, steps: int) -> tuple[dict[bool, str], int]:
+    """The bench's two vaults in ``folder``, discrete (``False``) and continuous (``True``):
+    ``({continuous: path}, decoded bytes of the continuous one)``."""
+    paths, nbytes = {}, 0
+    for cont in (False, True):
+        paths[cont] = str(Path(folder) / f"bench-{'cont' if cont else 'disc'}.vlt")
+        tree = make_tree(rows, steps, continuous=cont)
+        with Vault.create(paths[cont], tree) as vault:
+            vault.append(tree)
+        nbytes = sum(x.nbytes for x in jax.tree.leaves(tree))
+    return paths, nbytes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=16)
@@ -137,14 +150,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="algorithm names (default: all registered)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {}
-        for cont in (False, True):
-            paths[cont] = str(Path(tmp) / f"bench-{'cont' if cont else 'disc'}.vlt")
-            tree = make_tree(args.rows, args.steps, continuous=cont)
-            with Vault.create(paths[cont], tree) as vault:
-                vault.append(tree)
+        paths, nbytes = write_vaults(tmp, args.rows, args.steps)
         print(f"device: {jax.devices()[0].device_kind}  vaults: {args.rows} rows x {args.steps} "
-              f"steps, {sum(x.nbytes for x in jax.tree.leaves(tree)) / 2**20:.0f} MiB decoded  "
+              f"steps, {nbytes / 2**20:.0f} MiB decoded  "
               f"updates timed: {args.updates}\n")
         print("| algorithm | batch (windows x steps) | memory updates/s | stream updates/s | "
               "stream / memory |")
