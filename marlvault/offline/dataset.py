@@ -328,8 +328,8 @@ class OfflineDataset:
         """Per-agent mean and std of every raw observation feature over the valid steps of the
         dataset (its share), padding left out; agent ids are not part of them.
 
-        Memory mode reads every step (:meth:`host_steps`); streaming mode makes one pass over
-        the vault's observations, block by block (memory: one block).
+        Both modes make one pass over the vault's observations alone, block by block (memory:
+        one block), before the data itself is read.
 
         Returns:
             ``ObsStats(mean [N, O], std [N, O])`` float32 (population std).
@@ -337,12 +337,7 @@ class OfflineDataset:
         Raises:
             DatasetError: every step is padding.
         """
-        if self.mode == "memory":
-            steps = self.host_steps()
-            moments = obs_moments(steps.obs, steps.present)
-        else:
-            moments = self._streamed_obs_moments()
-        return stats_from_moments(moments, self.path)
+        return stats_from_moments(self._streamed_obs_moments(), self.path)
 
     def _streamed_obs_moments(self) -> ObsMoments:
         """Moments of the observations in one pass over the vault (its share), block by block."""
