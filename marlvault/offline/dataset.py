@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from marlvault.errors import ConfigError, DatasetError
-from marlvault.offline.streaming import _endless_windows, shuffle_batches, stream_windows
+from marlvault.offline.streaming import ShuffleBuffer, _endless_windows, stream_windows
 from marlvault.offline.windows import (
     DataSpec,
     ObsMoments,
@@ -38,6 +38,7 @@ from marlvault.offline.windows import (
     merge_moments,
     normalise_obs,
     obs_moments,
+    one_hot_ids,
     pad_steps,
     spec_from_tree,
     stats_from_moments,
@@ -318,11 +319,17 @@ class OfflineDataset:
             while True:
                 key, sub = jax.random.split(key)
                 yield sample(data, sub)
+        yield from self.stream(batch_size, seed)
+
+    def stream(self, batch_size: int, seed: int = 0) -> ShuffleBuffer:
+        """Streaming mode's batches: ``.batch()`` one time-major host batch, ``.group(n)`` ``n``
+        consecutive ones stacked (``[n, L(+1), K, ...]``), from a shuffle buffer of
+        ``shuffle_windows`` windows over repeated passes of the vault."""
+        ids = one_hot_ids(self.spec.num_agents) if self.spec.add_agent_ids else None
         windows = _endless_windows(self._blocks, self.spec, self.config, self.path,
-                                   self.row_lengths)
-        rng = np.random.default_rng(seed)
-        for batch in shuffle_batches(windows, self.config.shuffle_windows, batch_size, rng):
-            yield time_major(batch, np)
+                                   self.row_lengths, agent_ids=False)
+        return ShuffleBuffer(windows, self.config.shuffle_windows, batch_size,
+                             np.random.default_rng(seed), ids)
 
     def obs_stats(self) -> ObsStats:
         """Per-agent mean and std of every raw observation feature over the valid steps of the
@@ -365,5 +372,5 @@ __all__ = ["MODES", "DataSpec", "DatasetConfig", "DeviceData", "ObsStats", "Offl
            "SequenceBatch", "normalise_obs",
            "Share", "plan_share",
            "StepArrays", "gather_windows", "make_device_data", "make_sampler", "mark_padding",
-           "pad_steps", "shuffle_batches", "spec_from_tree", "steps_from_tree", "stream_windows",
+           "pad_steps", "ShuffleBuffer", "spec_from_tree", "steps_from_tree", "stream_windows",
            "time_major"]

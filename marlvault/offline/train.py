@@ -330,18 +330,13 @@ class _Updater:
             self.sample = dataset.sampler(algo.batch_size)
             self.compiled: dict[int, Any] = {}
         else:
-            self.batches = dataset.batches(algo.batch_size, seed)
+            self.stream = dataset.stream(algo.batch_size, seed)
             self.update = jax.jit(algo.update)
             self.update_group = jax.jit(lambda state, group: jax.lax.scan(algo.update, state,
                                                                           group))
 
     def init(self, key: jax.Array) -> Any:
         return jax.jit(self.algo.init)(key)
-
-    def _next_group(self) -> Any:
-        """``GROUP`` host batches stacked on a new leading axis (numpy)."""
-        batches = [next(self.batches) for _ in range(self.GROUP)]
-        return jax.tree.map(lambda *xs: np.stack(xs), *batches)
 
     def run(self, state: Any, num: int, key: jax.Array) -> tuple[Any, dict]:
         if self.dataset.mode == "memory":
@@ -350,10 +345,10 @@ class _Updater:
             return self.compiled[num](state, self.data, key)
         metrics = []  # each [k] (k updates) for one call
         for _ in range(num // self.GROUP):
-            state, m = self.update_group(state, self._next_group())
+            state, m = self.update_group(state, self.stream.group(self.GROUP))
             metrics.append(m)
         for _ in range(num % self.GROUP):
-            state, m = self.update(state, next(self.batches))
+            state, m = self.update(state, self.stream.batch())
             metrics.append(jax.tree.map(lambda x: x[None], m))
         return state, jax.tree.map(lambda *xs: np.mean(np.concatenate(xs)), *metrics)
 

@@ -349,9 +349,9 @@ def concat_steps(a: StepArrays, b: StepArrays) -> StepArrays:
     ))
 
 
-def slice_steps(steps: StepArrays, start: int) -> StepArrays:
-    """The steps from ``start`` on."""
-    return StepArrays(*(None if x is None else x[:, start:] for x in steps))
+def slice_steps(steps: StepArrays, start: int, stop: int | None = None) -> StepArrays:
+    """The steps from ``start`` up to ``stop`` (a view)."""
+    return StepArrays(*(None if x is None else x[:, start:stop] for x in steps))
 
 
 # --- observation statistics ----------------------------------------------------------------------
@@ -477,11 +477,12 @@ def _replace_at_trunc(seq: Any, nxt: Any, trunc: Any, xp: Any) -> Any:
 
 
 def gather_windows(steps: StepArrays, rows: Any, t0: Any, seq_len: int, spec: DataSpec,
-                   xp: Any = np) -> SequenceBatch:
+                   xp: Any = np, agent_ids: bool = True) -> SequenceBatch:
     """Cuts K windows out of padded steps, batch-major (``[K, L(+1), ...]``).
 
     ``steps`` must hold at least ``max(t0) + seq_len + 1`` steps per row (see :func:`pad_steps`).
-    Works on numpy (``xp=np``) and inside ``jit`` (``xp=jnp``).
+    Works on numpy (``xp=np``) and inside ``jit`` (``xp=jnp``). ``agent_ids=False`` leaves the
+    observations raw even when ``spec.add_agent_ids`` (the caller appends them).
     """
     idx = t0[:, None] + xp.arange(seq_len + 1)[None, :]  # [K, L+1]
     r = rows[:, None]
@@ -503,7 +504,7 @@ def gather_windows(steps: StepArrays, rows: Any, t0: Any, seq_len: int, spec: Da
     state = _replace_at_trunc(steps.state[r, idx], _take(steps.next_state, r, step_idx),
                               truncated, xp)
     return SequenceBatch(
-        obs=_with_ids(obs, spec, xp),
+        obs=_with_ids(obs, spec, xp) if agent_ids else obs,
         legal=legal,
         state=state,
         actions=steps.actions[r, step_idx],

@@ -105,14 +105,38 @@ def test_shuffle_buffer_bounded_and_covers_everything():
     config = ds.DatasetConfig(seq_len=2, stride=1)
     blocks = lambda: iter([tree])  # noqa: E731
     windows = ds._endless_windows(blocks, spec, config, "<test>")
-    rng = np.random.default_rng(0)
+    buffer = ds.ShuffleBuffer(windows, capacity=7, batch_size=4, rng=np.random.default_rng(0))
     seen = set()
-    gen = ds.shuffle_batches(windows, capacity=7, batch_size=4, rng=rng)
     for _ in range(40):
-        batch = next(gen)
-        assert batch.obs.shape == (4, 3, N, O)
-        seen.update(np.round(batch.obs[:, 0, 0, 0]).astype(int).tolist())
+        batch = buffer.batch()  # time-major
+        assert batch.obs.shape == (3, 4, N, O)
+        seen.update(np.round(batch.obs[0, :, 0, 0]).astype(int).tolist())
+    assert buffer.buffer.obs.shape[1] == 7  # bounded
     assert seen == {100 * b + t for b in range(B) for t in range(T)}
+
+
+def test_shuffle_buffer_groups_and_agent_ids():
+    """A group is consecutive batches stacked; ids appended by the buffer equal ids gathered with
+    the windows."""
+    tree = handmade_tree()
+    spec = _spec(tree, ids=True)
+    config = ds.DatasetConfig(seq_len=2, stride=1)
+
+    def buffer(agent_ids: bool, seed: int = 3) -> ds.ShuffleBuffer:
+        windows = ds._endless_windows(lambda: iter([tree]), spec, config, "<test>",
+                                      agent_ids=not agent_ids)
+        ids = ds.one_hot_ids(N) if agent_ids else None
+        return ds.ShuffleBuffer(windows, 9, 4, np.random.default_rng(seed), ids)
+
+    with_ids, gathered = buffer(True), buffer(False)
+    for _ in range(3):
+        group = with_ids.group(5)
+        singles = [gathered.batch() for _ in range(5)]
+        for name, got in group._asdict().items():
+            want = np.stack([getattr(b, name) for b in singles])
+            np.testing.assert_array_equal(got, want, err_msg=name)
+    assert group.obs.shape == (5, 3, 4, N, O + N)
+    np.testing.assert_array_equal(group.obs[..., O:], np.broadcast_to(np.eye(N), (5, 3, 4, N, N)))
 
 
 def test_missing_legals_and_state():

@@ -28,7 +28,7 @@ def test_grouped_streaming_equals_one_update_per_batch(tmp_path):
     state, metrics = grouped.run(start, num, jax.random.key(1))
     ref, losses = start, []
     for _ in range(num):
-        ref, m = single.update(ref, next(single.batches))
+        ref, m = single.update(ref, single.stream.batch())
         losses.append(float(m["loss"]))
     for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
