@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from marlvault.offline.common import AlgorithmEntry, make_scan_train
-from marlvault.offline.dataset import DatasetConfig, OfflineDataset
+from marlvault.offline.dataset import OfflineDataset
 from marlvault.offline.train import ALGORITHMS, _Updater
 from marlvault.vault.vault import Vault
 
@@ -77,11 +77,8 @@ def cases() -> dict[str, tuple[AlgorithmEntry, object, bool]]:
 
 def _dataset(entry: AlgorithmEntry, config, path: str, mode: str) -> OfflineDataset:
     needs = entry.data_needs(config)
-    ds = OfflineDataset(path, DatasetConfig(
-        seq_len=needs.seq_len, stride=needs.stride, mode=mode, need_state=needs.need_state,
-        continuous_ok=needs.continuous_ok,
-        **({"shuffle_windows": 4096} if mode == "stream" else {}),
-    ))  # fmt: skip
+    ds = OfflineDataset(path, needs.dataset_config(
+        mode=mode, **({"shuffle_windows": 4096} if mode == "stream" else {})))
     if needs.obs_stats:  # as offline/train.py's open_dataset (iddpg-bc's normalisation)
         ds.spec = dataclasses.replace(ds.spec, obs_stats=ds.obs_stats())
     return ds

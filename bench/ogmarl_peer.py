@@ -47,7 +47,7 @@ import jax
 import numpy as np
 
 from marlvault.offline.common import make_scan_train
-from marlvault.offline.dataset import DatasetConfig, OfflineDataset
+from marlvault.offline.dataset import OfflineDataset
 from marlvault.offline.train import ALGORITHMS
 from marlvault.schema import ACTIONS, LEGALS, OBS, REWARDS, STATE, TERMINALS
 from marlvault.vault.vault import Vault
@@ -86,8 +86,7 @@ def _config(peer: Peer):
 
 def _dataset(entry, config, path: str) -> OfflineDataset:
     needs = entry.data_needs(config)
-    return OfflineDataset(path, DatasetConfig(seq_len=needs.seq_len, stride=needs.stride,
-                                              mode="memory", need_state=needs.need_state))
+    return OfflineDataset(path, needs.dataset_config(mode="memory"))
 
 
 def marlvault_as_run(peer: Peer, path: str, epochs: int, steps: int) -> tuple[float, float]:

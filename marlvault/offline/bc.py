@@ -121,9 +121,10 @@ def _network(config: Config, spec: DataSpec) -> nn.Module:
 
 
 def policy_logits(net: nn.Module, params: Any, config: Config, batch: SequenceBatch) -> Any:
-    """[L, K, N, A] unmasked logits for the window steps (the extra next position is dropped);
-    continuous: the pair (mean, log_std), both [L, K, N, A]."""
-    obs = batch.obs[:-1]  # [L, K, N, O']
+    """[L, K, N, A] unmasked logits for the window steps; continuous: the pair (mean,
+    log_std), both [L, K, N, A]. BC's own windows carry no next step (``DataNeeds.next_step``);
+    from windows that do, position ``L`` is left out."""
+    obs = batch.obs[:batch.mask.shape[0]]  # [L, K, N, O']
     if not config.recurrent:
         return net.apply(params, obs)
     return gru_sequence(net, params, obs, config.rnn_size)
@@ -181,7 +182,7 @@ def make_update_step(config: Config, spec: DataSpec):
             out = policy_logits(net, params, config, batch)
             if spec.continuous:
                 return continuous_bc_loss(out, batch.actions, batch.mask, action_space(spec))
-            return bc_loss(out, batch.legal[:-1], batch.actions, batch.mask)
+            return bc_loss(out, batch.legal[:batch.mask.shape[0]], batch.actions, batch.mask)
 
         params, opt_state, metrics = gradient_step(tx, loss_fn, state.params, state.opt_state)
         return TrainState(params, opt_state, state.step + 1), metrics
@@ -231,8 +232,9 @@ def make_act(config: Config, spec: DataSpec):
 
 def data_needs(config: Config) -> DataNeeds:
     """Feed-forward: every single step (stride 1); recurrent: non-overlapping windows. Discrete
-    and continuous actions."""
-    return DataNeeds(config.window_len, 0 if config.recurrent else 1, False, continuous_ok=True)
+    and continuous actions; no step past the window (nothing is bootstrapped)."""
+    return DataNeeds(config.window_len, 0 if config.recurrent else 1, False, continuous_ok=True,
+                     next_step=False)
 
 
 def make_algorithm(config: Config, spec: DataSpec) -> Algorithm:

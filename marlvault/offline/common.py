@@ -30,7 +30,7 @@ from marlvault.config import (
     require_range,
 )
 from marlvault.networks import ILLEGAL_LOGIT, ScannedRNN
-from marlvault.offline.dataset import DataSpec, DeviceData, SequenceBatch
+from marlvault.offline.dataset import DatasetConfig, DataSpec, DeviceData, SequenceBatch
 
 Array = jax.Array
 
@@ -44,6 +44,13 @@ class DataNeeds(NamedTuple):
     continuous_ok: bool = False  # it learns from continuous actions (B, T, N, A) too
     discrete_ok: bool = True  # it learns from discrete actions (B, T, N) (False: continuous only)
     obs_stats: bool = False  # it needs the observation statistics (DataSpec.obs_stats)
+    next_step: bool = True  # it reads each window's inputs one step past its end (DataSpec)
+
+    def dataset_config(self, **options: Any) -> DatasetConfig:
+        """The :class:`DatasetConfig` of these windows, with the other ``options`` (mode, ...)."""
+        return DatasetConfig(seq_len=self.seq_len, stride=self.stride, need_state=self.need_state,
+                             continuous_ok=self.continuous_ok, next_step=self.next_step,
+                             **options)
 
 
 class Algorithm(NamedTuple):

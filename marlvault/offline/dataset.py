@@ -87,6 +87,9 @@ class DatasetConfig:
     (memory mode keeps it)."""
     continuous_ok: bool = False
     """Accept continuous actions ``(B, T, N, A)`` (else raise :class:`DatasetError`)."""
+    next_step: bool = True
+    """Windows carry the observation, legal mask and state one step past their end (position
+    ``L``, for TD targets); False: ``L`` positions (behaviour cloning needs no next step)."""
     algorithm: str = ""
     """Name of the algorithm the data is for (in error messages)."""
 
@@ -259,7 +262,8 @@ class OfflineDataset:
             vault.close()
         self.spec = spec_from_tree(first, self.path, num_steps, self.config.add_agent_ids,
                                    self.config.need_state, continuous_ok=self.config.continuous_ok,
-                                   metadata=self.metadata, algorithm=self.config.algorithm)
+                                   metadata=self.metadata, algorithm=self.config.algorithm,
+                                   next_step=self.config.next_step)
         self.nbytes = _bytes_per_step(first) * num_steps
         self.mode = self._choose_mode()
 

@@ -46,7 +46,7 @@ from marlvault.offline import (
     qmix_cql,
 )
 from marlvault.offline.common import Algorithm, AlgorithmEntry, make_scan_train
-from marlvault.offline.dataset import MODES, DatasetConfig, OfflineDataset
+from marlvault.offline.dataset import MODES, OfflineDataset
 from marlvault.offline.evaluate import make_evaluator
 from marlvault.run import LoggerConfig, RunSession
 
@@ -202,16 +202,12 @@ def open_dataset(algo: str, config: Any) -> OfflineDataset:
             "data.vault: expected the path or URL of a vault, found none; fix: pass vault=PATH"
         )
     needs = _entry(algo).data_needs(config.system)
-    dataset = OfflineDataset(config.data.vault, DatasetConfig(
-        seq_len=needs.seq_len,
-        stride=needs.stride,
+    dataset = OfflineDataset(config.data.vault, needs.dataset_config(
         add_agent_ids=config.data.add_agent_ids,
         mode=config.data.mode,
         memory_budget_bytes=config.data.memory_budget_mb * 1024**2,
         shuffle_windows=config.data.shuffle_windows,
         steps_per_chunk=config.data.steps_per_chunk,
-        need_state=needs.need_state,
-        continuous_ok=needs.continuous_ok,
         algorithm=algo,
     ))
     if not needs.discrete_ok and not dataset.spec.continuous:

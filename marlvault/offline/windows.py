@@ -88,6 +88,9 @@ class DataSpec:
     """Continuous: upper bound of every action component."""
     bounds_assumed: bool = False
     """Continuous: the vault's metadata gives no bounds, ``[-1, 1]`` is assumed."""
+    next_step: bool = True
+    """Windows carry ``obs``, ``legal`` and ``state`` at position ``L`` too (each window step's
+    next one, for TD targets): ``[L+1, K, ...]``; False: ``[L, K, ...]``."""
     obs_stats: ObsStats | None = field(default=None, compare=False, repr=False)
     """Per-agent mean and std of the raw observations over the valid steps
     (:meth:`~marlvault.offline.dataset.OfflineDataset.obs_stats`), for algorithms that
@@ -130,9 +133,9 @@ class StepArrays(NamedTuple):
 class SequenceBatch(NamedTuple):
     """A batch of K windows of L steps, time-major. Position ``i + 1`` is step ``i``'s next."""
 
-    obs: Any  # [L+1, K, N, O'] float32 (O' = O + N with agent ids)
-    legal: Any  # [L+1, K, N, A] float32
-    state: Any  # [L+1, K, S] float32
+    obs: Any  # [L+1, K, N, O'] float32 (O' = O + N with agent ids); [L, ...] without next_step
+    legal: Any  # [L+1, K, N, A] float32 ([L, ...] without ``DataSpec.next_step``)
+    state: Any  # [L+1, K, S] float32 ([L, ...] without ``DataSpec.next_step``)
     actions: Any  # [L, K, N] int32, or [L, K, N, A] float32 (continuous)
     rewards: Any  # [L, K, N] float32
     terminal: Any  # [L, K] float32
@@ -186,6 +189,7 @@ def _continuous_bounds(metadata: dict | None, path: str, size: int) -> tuple[tup
 def spec_from_tree(
     tree: Any, path: str, num_steps: int, add_agent_ids: bool, need_state: bool = False, *,
     continuous_ok: bool = False, metadata: dict | None = None, algorithm: str = "",
+    next_step: bool = True,
 ) -> DataSpec:
     """Checks a vault pytree (``[B, T, ...]`` leaves) and describes it.
 
@@ -255,6 +259,7 @@ def spec_from_tree(
         action_low=bounds[0],
         action_high=bounds[1],
         bounds_assumed=assumed,
+        next_step=next_step,
     )
 
 
@@ -468,11 +473,13 @@ def _with_ids(obs: Any, spec: DataSpec, xp: Any) -> Any:
 
 
 def _replace_at_trunc(seq: Any, nxt: Any, trunc: Any, xp: Any) -> Any:
-    """Positions 1..L of ``seq`` take ``nxt[0..L-1]`` where step ``i`` was truncated."""
+    """Positions ``1..P-1`` of ``seq`` ``[K, P, ...]`` take ``nxt[:, i]`` where step ``i`` was
+    truncated (``nxt``, ``trunc``: ``[K, L, ...]``, ``P`` is ``L + 1`` or ``L``)."""
     if nxt is None:
         return seq
-    cond = trunc.reshape(*trunc.shape, *([1] * (seq.ndim - 2))) > 0
-    tail = xp.where(cond, nxt, seq[:, 1:])
+    n = seq.shape[1] - 1
+    cond = trunc[:, :n].reshape(*trunc[:, :n].shape, *([1] * (seq.ndim - 2))) > 0
+    tail = xp.where(cond, nxt[:, :n], seq[:, 1:])
     return xp.concatenate([seq[:, :1], tail], axis=1)
 
 
@@ -482,11 +489,13 @@ def gather_windows(steps: StepArrays, rows: Any, t0: Any, seq_len: int, spec: Da
 
     ``steps`` must hold at least ``max(t0) + seq_len + 1`` steps per row (see :func:`pad_steps`).
     Works on numpy (``xp=np``) and inside ``jit`` (``xp=jnp``). ``agent_ids=False`` leaves the
-    observations raw even when ``spec.add_agent_ids`` (the caller appends them).
+    observations raw even when ``spec.add_agent_ids`` (the caller appends them). Without
+    ``spec.next_step`` the inputs (obs, legal, state) stop at position ``L - 1``.
     """
     idx = t0[:, None] + xp.arange(seq_len + 1)[None, :]  # [K, L+1]
     r = rows[:, None]
     step_idx = idx[:, :-1]
+    inputs_idx = idx if spec.next_step else step_idx  # [K, L+1] or [K, L]
     terminal, truncated = steps.terminal[r, step_idx], steps.truncated[r, step_idx]  # [K, L]
     ended = xp.maximum(terminal, truncated)
     present = steps.present[r, idx]  # [K, L+1]
@@ -496,12 +505,13 @@ def gather_windows(steps: StepArrays, rows: Any, t0: Any, seq_len: int, spec: Da
     if spec.bootstrap_truncations:
         next_known = next_known + truncated
     target_mask = mask * xp.clip(terminal + next_known, 0.0, 1.0)
-    obs = _replace_at_trunc(steps.obs[r, idx], _take(steps.next_obs, r, step_idx), truncated, xp)
+    obs = _replace_at_trunc(steps.obs[r, inputs_idx], _take(steps.next_obs, r, step_idx),
+                            truncated, xp)
     next_legal = _take(steps.next_legal, r, step_idx)
     if next_legal is None and spec.has_next_obs:  # next observation known, its mask not
         next_legal = xp.ones_like(steps.legal[r, step_idx])
-    legal = _replace_at_trunc(steps.legal[r, idx], next_legal, truncated, xp)
-    state = _replace_at_trunc(steps.state[r, idx], _take(steps.next_state, r, step_idx),
+    legal = _replace_at_trunc(steps.legal[r, inputs_idx], next_legal, truncated, xp)
+    state = _replace_at_trunc(steps.state[r, inputs_idx], _take(steps.next_state, r, step_idx),
                               truncated, xp)
     return SequenceBatch(
         obs=_with_ids(obs, spec, xp) if agent_ids else obs,

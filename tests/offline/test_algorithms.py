@@ -114,3 +114,26 @@ def test_jitted_init_equals_eager_init(name):
 
     for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), strict=True):
         np.testing.assert_array_equal(np.asarray(plain(a)), np.asarray(plain(b)))
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_bc_ignores_the_next_step(recurrent):
+    """BC trains on windows without the step past their end (``DataNeeds.next_step``); from
+    windows that carry it, it leaves it out: the same update either way."""
+    config = bc.Config(recurrent=recurrent, **TINY)
+    assert not bc.data_needs(config).next_step
+    tree = synthetic_tree()
+    states = []
+    for next_step in (True, False):
+        spec = ds.spec_from_tree(tree, "<test>", tree["observations"].shape[1], True,
+                                 next_step=next_step)
+        algo = bc.make_algorithm(config, spec)
+        data = ds.make_device_data(ds.steps_from_tree(tree, spec), ds.DatasetConfig(
+            seq_len=algo.seq_len, stride=algo.stride))
+        sample = ds.make_sampler(spec, algo.seq_len, algo.batch_size)
+        batch = jax.jit(sample)(data, jax.random.key(5))
+        assert batch.obs.shape[0] == algo.seq_len + next_step
+        states.append(jax.jit(algo.update)(algo.init(jax.random.key(0)), batch)[0])
+    for a, b in zip(jax.tree.leaves(states[0].params), jax.tree.leaves(states[1].params),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)

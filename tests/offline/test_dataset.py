@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 
@@ -166,3 +167,24 @@ def test_truncation_needs_every_next_input():
     tree["infos"]["next_state"] = np.zeros_like(tree["infos"]["state"])
     spec = ds.spec_from_tree(tree, "<test>", T, add_agent_ids=False, need_state=True)
     assert spec.bootstrap_truncations
+
+
+@pytest.mark.parametrize("next_obs", [False, True])
+def test_windows_without_the_next_step(next_obs):
+    """``next_step=False`` (behaviour cloning) drops each window's position L of the inputs and
+    nothing else, on the host and inside jit, truncations with a recorded next observation too."""
+    tree = handmade_tree(with_next_obs=next_obs)
+    full = ds.spec_from_tree(tree, "<test>", T, add_agent_ids=True)
+    short = ds.spec_from_tree(tree, "<test>", T, add_agent_ids=True, next_step=False)
+    steps = ds.pad_steps(ds.steps_from_tree(tree, full), 4)
+    rows, t0 = np.repeat(np.arange(B), T), np.tile(np.arange(T), B)
+    for xp in (np, jax.numpy):
+        args = (ds.StepArrays(*(None if x is None else xp.asarray(x) for x in steps)),
+                xp.asarray(rows), xp.asarray(t0), 3)
+        want, got = ds.gather_windows(*args, full, xp), ds.gather_windows(*args, short, xp)
+        for name in ds.SequenceBatch._fields:
+            expect = getattr(want, name)
+            if name in ("obs", "legal", "state"):
+                assert expect.shape[1] == 4 and getattr(got, name).shape[1] == 3
+                expect = expect[:, :3]
+            np.testing.assert_array_equal(getattr(got, name), expect, err_msg=name)

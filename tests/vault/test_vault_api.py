@@ -52,6 +52,9 @@ def test_structure_metadata_reads(tmp_path):
     assert set(got) == {"observations", "infos"} and set(got["infos"]) == {"state"}
     np.testing.assert_array_equal(got["observations"], data["observations"][1:3, 5:30])
     np.testing.assert_array_equal(v.read(rows=2, keys="actions")["actions"], data["actions"][[2]])
+    for rows in ([3, 2], [1, 2, 3], [0, 2, 3]):  # descending, a run (read as a slice), gaps
+        np.testing.assert_array_equal(v.read(rows=rows, keys="actions")["actions"],
+                                      data["actions"][rows])
     assert isinstance(v.read()["rewards"], np.ndarray)
     chunks = list(v.iter_chunks(10, rows=[0, 3], keys="rewards"))
     assert [s for s, _ in chunks] == [0, 10, 20, 30]
