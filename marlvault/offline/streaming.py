@@ -54,8 +54,6 @@ def stream_windows(blocks: Iterator[Any], spec: DataSpec, config: DatasetConfig,
         ended = (steps.terminal + steps.truncated) > 0
         pos = episode_positions(ended, carry.pos_before, carry.ended_before)
         carry = _StreamCarry(carry.tail, carry.tail_pos, pos[:, -1], ended[:, -1])
-        # The windows of the tail and this block, without copying the block: those that start
-        # in the tail come from the tail and the block's first L + 1 steps, the rest from the block.
         a = 0 if carry.tail is None else carry.tail.obs.shape[1]
         buf_pos = pos if a == 0 else np.concatenate([carry.tail_pos, pos], 1)
         present = steps.present if a == 0 else np.concatenate(
@@ -63,13 +61,7 @@ def stream_windows(blocks: Iterator[Any], spec: DataSpec, config: DatasetConfig,
         limit = a + size - seq_len - 1  # last start whose window is inside tail + block
         if limit >= 0:
             rows, t0 = window_starts(buf_pos, present, config.window_stride, limit)
-            head = t0 < a
-            if head.any():
-                joined = concat_steps(carry.tail, slice_steps(steps, 0, seq_len + 1))
-                yield gather_windows(joined, rows[head], t0[head], seq_len, spec, np, agent_ids)
-            if not head.all():
-                yield gather_windows(steps, rows[~head], t0[~head] - a, seq_len, spec, np,
-                                     agent_ids)
+            yield from _cut(carry.tail, steps, rows, t0, seq_len, spec, agent_ids)
         keep = max(limit + 1, 0)
         tail = (slice_steps(steps, keep - a) if keep >= a
                 else concat_steps(slice_steps(carry.tail, keep), steps))
@@ -80,6 +72,20 @@ def stream_windows(blocks: Iterator[Any], spec: DataSpec, config: DatasetConfig,
                                  carry.tail.obs.shape[1] - 1)
         if rows.size:
             yield gather_windows(buf, rows, t0, seq_len, spec, np, agent_ids)
+
+
+def _cut(tail: StepArrays | None, steps: StepArrays, rows: np.ndarray, t0: np.ndarray,
+         seq_len: int, spec: DataSpec, agent_ids: bool) -> Iterator[SequenceBatch]:
+    """The windows starting at ``(rows, t0)`` ([K] each) of ``tail`` and ``steps`` joined in time,
+    without copying ``steps``: those that start in the tail come from the tail and the first
+    L + 1 steps of ``steps``, the others from ``steps`` alone (at most two batches)."""
+    a = 0 if tail is None else tail.obs.shape[1]
+    head = t0 < a
+    if head.any():
+        joined = concat_steps(tail, slice_steps(steps, 0, seq_len + 1))
+        yield gather_windows(joined, rows[head], t0[head], seq_len, spec, np, agent_ids)
+    if not head.all():
+        yield gather_windows(steps, rows[~head], t0[~head] - a, seq_len, spec, np, agent_ids)
 
 
 def _none_or(x: Any, fn: Any) -> Any:
