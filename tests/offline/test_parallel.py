@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from lapack_calls import batched, lapack_calls
 
 from marlvault.errors import DatasetError
 from marlvault.offline.dataset import Share, plan_share
@@ -135,9 +136,7 @@ def test_no_initialiser_batches_a_lapack_call(algo):
     entry = ALGORITHMS[algo]
     config = entry.config()
     algorithm = entry.make(config, _spec(entry.data_needs(config).continuous_ok))
-    text = jax.jit(algorithm.init).lower(jax.random.key(0)).as_text()
-    calls = re.findall(r"custom_call @(lapack_\w+)\(.*?:\s*\(tensor<([0-9x]+)x\w+>", text)
+    calls = lapack_calls(jax.jit(algorithm.init).lower(jax.random.key(0)).as_text())
     assert calls, "no LAPACK call found: the pattern no longer matches the lowering"
-    batched = [(name, dims) for name, dims in calls if dims.count("x") > 1]
-    assert not batched, f"{algo}: batched LAPACK calls {batched}; fix: initialise one network " \
-        "at a time (marlvault.offline.actor_critic.stack_inits)"
+    assert not batched(calls), f"{algo}: batched LAPACK calls {batched(calls)}; fix: initialise " \
+        "one network at a time (marlvault.offline.actor_critic.stack_inits)"

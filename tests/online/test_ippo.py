@@ -10,10 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from lapack_calls import batched, lapack_calls
 
-from marlvault.online import ippo, losses
+from marlvault.online import ippo, losses, rec_ippo
 
-from .helpers import forced_devices_env, tiny_config
+from .helpers import forced_devices_env, tiny_config, tiny_rec_config
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("multi_device_worker.py")
@@ -163,3 +164,23 @@ def test_num_envs_must_split_over_devices():
     with pytest.raises(ConfigError, match="arch.num_envs"):
         anakin.local_count(3, jax.sharding.Mesh(np.array(mesh.devices.tolist() * 2), ("env",)),
                            "arch.num_envs")  # fmt: skip
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_learner_init_batches_no_lapack_call(recurrent):
+    """The learner's init makes one orthogonal initialisation per network (no vmapped QR, which
+    can hang XLA's CPU pool when each device runs its own program; tests/lapack_calls.py)."""
+    cfg = tiny_rec_config() if recurrent else tiny_config()
+    learner = (rec_ippo if recurrent else ippo).make_train(cfg)
+    calls = lapack_calls(learner.init.lower(jax.random.PRNGKey(0)).as_text())
+    assert calls, "no LAPACK call found: the pattern no longer matches the lowering"
+    assert not batched(calls), f"batched LAPACK calls in the learner's init: {batched(calls)}"
+
+
+def test_lapack_check_sees_a_vmapped_orthogonal_init():
+    """The check above would catch the hang's cause: a vmapped orthogonal init lowers to one
+    batched QR."""
+    init = jax.nn.initializers.orthogonal()
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    text = jax.jit(jax.vmap(lambda k: init(k, (8, 8)))).lower(keys).as_text()
+    assert batched(lapack_calls(text))
