@@ -13,10 +13,14 @@ at its default batch size and sequence length times ``--updates`` updates after 
 * stream: ``Vault.iter_chunks`` -> windows -> shuffle buffer -> host batches -> the trainer's
   streaming updater (one jitted update per batch).
 
+Random data barely compresses, so decoding it costs streaming more than a recorded vault does
+(RWARE recordings compress ~37x); ``--vault PATH`` runs the algorithms for that vault's kind of
+actions on it instead.
+
 Prints a markdown table. Usage::
 
     .venv/bin/python bench/offline_sps.py [--rows 16] [--steps 4000] [--updates 200] [--repeats 3]
-        [--only omar]
+        [--only omar] [--vault PATH]
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import jax
 import numpy as np
 
 from marlvault.offline.common import AlgorithmEntry, make_scan_train
-from marlvault.offline.dataset import OfflineDataset
+from marlvault.offline.dataset import DatasetConfig, OfflineDataset
 from marlvault.offline.train import ALGORITHMS, _Updater
 from marlvault.vault.vault import Vault
 
@@ -145,17 +149,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed blocks of each mode, alternated; the best is reported")
     parser.add_argument("--only", nargs="+", help="algorithm names (default: all registered)")
+    parser.add_argument("--vault", help="a recorded vault instead of the random ones (only the "
+                        "algorithms for its kind of actions run)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        paths, nbytes = write_vaults(tmp, args.rows, args.steps)
-        print(f"device: {jax.devices()[0].device_kind}  vaults: {args.rows} rows x {args.steps} "
-              f"steps, {nbytes / 2**20:.0f} MiB decoded  "
-              f"updates timed: {args.updates}\n")
+        if args.vault:
+            ds = OfflineDataset(args.vault, DatasetConfig(seq_len=1, continuous_ok=True))
+            paths = {ds.spec.continuous: args.vault}
+            where = (f"{args.vault}: {ds.spec.num_rows} rows x {ds.spec.num_steps} steps, "
+                     f"{ds.nbytes / 2**20:.0f} MiB decoded")
+        else:
+            paths, nbytes = write_vaults(tmp, args.rows, args.steps)
+            where = (f"vaults: {args.rows} rows x {args.steps} steps, {nbytes / 2**20:.0f} MiB "
+                     "decoded")
+        print(f"device: {jax.devices()[0].device_kind}  {where}  updates timed: {args.updates}\n")
         print("| algorithm | batch (windows x steps) | memory updates/s | stream updates/s | "
               "stream / memory |")
         print("|---|---|---|---|---|")
         for name, (entry, config, cont) in cases().items():
-            if args.only and entry.name not in args.only:
+            if (args.only and entry.name not in args.only) or cont not in paths:
                 continue
             path = paths[cont]
             run_memory, algo = memory_runner(entry, config, path, args.updates)
