@@ -63,7 +63,7 @@ def stream_windows(blocks: Iterator[Any], spec: DataSpec, config: DatasetConfig,
             rows, t0 = window_starts(buf_pos, present, config.window_stride, limit)
             yield from _cut(carry.tail, steps, rows, t0, seq_len, spec, agent_ids)
         keep = max(limit + 1, 0)
-        tail = (slice_steps(steps, keep - a) if keep >= a
+        tail = (_copy(slice_steps(steps, keep - a)) if keep >= a  # a copy frees the block
                 else concat_steps(slice_steps(carry.tail, keep), steps))
         carry = carry._replace(tail=tail, tail_pos=buf_pos[:, keep:])
     if carry.tail is not None and carry.tail.obs.shape[1]:
@@ -72,6 +72,10 @@ def stream_windows(blocks: Iterator[Any], spec: DataSpec, config: DatasetConfig,
                                  carry.tail.obs.shape[1] - 1)
         if rows.size:
             yield gather_windows(buf, rows, t0, seq_len, spec, np, agent_ids)
+
+
+def _copy(steps: StepArrays) -> StepArrays:
+    return StepArrays(*(None if x is None else x.copy() for x in steps))
 
 
 def _cut(tail: StepArrays | None, steps: StepArrays, rows: np.ndarray, t0: np.ndarray,
