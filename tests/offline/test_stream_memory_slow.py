@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tools.test_memory_slow import MAKE, _py
+from memory_vaults import MAKE, run_python
 
 STREAM = """
 import json, resource, sys, tracemalloc
@@ -38,8 +38,8 @@ def test_streaming_memory_does_not_grow_with_the_vault(tmp_path):
     groups = 2 * (32 * 8000 // 20) // (32 * 10)  # two passes over the large vault
     peaks = {}
     for name, steps in sizes.items():
-        _py(MAKE, str(tmp_path / name), str(steps))
-        peaks[name] = json.loads(_py(STREAM, str(tmp_path / name), str(groups)))
+        run_python(MAKE, str(tmp_path / name), str(steps))
+        peaks[name] = json.loads(run_python(STREAM, str(tmp_path / name), str(groups)))
     (py_s, rss_s, _), (py_l, rss_l, decoded_l) = peaks["small"], peaks["large"]
     assert py_l - py_s < 16, f"numpy peak grew {py_l - py_s:.0f} MB ({peaks})"
     # the shuffle buffer (4096 windows, ~150 MB here) and a few blocks, never the whole vault

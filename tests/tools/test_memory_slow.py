@@ -14,31 +14,9 @@ peak RSS. Coverage is checked with a small hash budget (partitioned to temporary
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
-
-MAKE = """
-import sys, numpy as np
-from marlvault.vault import Vault
-path, steps = sys.argv[1], int(sys.argv[2])
-B, N, O, A, S = 32, 4, 66, 5, 132
-rng = np.random.default_rng(0)
-def block(t0, n):
-    obs = (rng.random((B, n, N, O)) < 0.1).astype(np.float32)
-    term = np.zeros((B, n, N), np.float32)
-    tt = np.arange(t0, t0 + n)
-    term[((tt[None, :] + 7 * np.arange(B)[:, None]) % 100) == 99] = 1
-    return {"observations": obs, "actions": rng.integers(0, A, (B, n, N)).astype(np.int32),
-            "rewards": (rng.random((B, n, N)) < 0.05).astype(np.float32), "terminals": term,
-            "truncations": np.zeros((B, n, N), np.float32),
-            "infos": {"legals": np.ones((B, n, N, A), np.float32),
-                      "state": obs.reshape(B, n, -1)[..., :S].copy()}}
-with Vault.create(path, block(0, 1)) as v:
-    for t0 in range(0, steps, 1000):
-        v.append(block(t0, min(1000, steps - t0)))
-"""
+from memory_vaults import MAKE, run_python
 
 RUN = """
 import importlib, json, resource, sys, tracemalloc
@@ -58,22 +36,16 @@ print(json.dumps([tracemalloc.get_traced_memory()[1] / 2**20,
 """
 
 
-def _py(code: str, *args: str) -> str:
-    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                         check=True)
-    return res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
-
-
 @pytest.mark.slow
 def test_peak_memory_independent_of_size(tmp_path):
     sizes = {"small": 2000, "large": 8000}
     for name, steps in sizes.items():
-        _py(MAKE, str(tmp_path / name), str(steps))
+        run_python(MAKE, str(tmp_path / name), str(steps))
     peaks = {}
     for what in ("scan", "subsample", "combine"):
         for name, steps in sizes.items():
             out = str(tmp_path / f"{what}-{name}")
-            peaks[what, name] = json.loads(_py(RUN, what, str(tmp_path / name), out,
+            peaks[what, name] = json.loads(run_python(RUN, what, str(tmp_path / name), out,
                                                str(steps * 32 // 2)))
     for what in ("scan", "subsample", "combine"):
         (py_s, rss_s), (py_l, rss_l) = peaks[what, "small"], peaks[what, "large"]
@@ -90,8 +62,8 @@ def test_coverage_memory_bounded_by_budget(tmp_path):
     are counted in memory, and the larger one needs more (the contrast shows the test can fail)."""
     sizes = {"small": 2000, "large": 8000}
     for name, steps in sizes.items():
-        _py(MAKE, str(tmp_path / name), str(steps))
-    peaks = {(mb, name): json.loads(_py(RUN, "coverage", str(tmp_path / name), "-", "0", mb))
+        run_python(MAKE, str(tmp_path / name), str(steps))
+    peaks = {(mb, name): json.loads(run_python(RUN, "coverage", str(tmp_path / name), "-", "0", mb))
              for mb in ("4", "256") for name in sizes}
     part_growth = peaks["4", "large"][0] - peaks["4", "small"][0]
     mem_growth = peaks["256", "large"][0] - peaks["256", "small"][0]
