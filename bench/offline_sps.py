@@ -34,6 +34,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from marlvault.errors import MarlvaultError
 from marlvault.offline.common import AlgorithmEntry, make_scan_train
 from marlvault.offline.dataset import DatasetConfig, OfflineDataset
 from marlvault.offline.train import ALGORITHMS, _Updater
@@ -154,7 +155,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.vault:
-            ds = OfflineDataset(args.vault, DatasetConfig(seq_len=1, continuous_ok=True))
+            try:
+                ds = OfflineDataset(args.vault, DatasetConfig(seq_len=1, continuous_ok=True))
+            except MarlvaultError as err:
+                parser.error(str(err))
             paths = {ds.spec.continuous: args.vault}
             where = (f"{args.vault}: {ds.spec.num_rows} rows x {ds.spec.num_steps} steps, "
                      f"{ds.nbytes / 2**20:.0f} MiB decoded")
