@@ -56,7 +56,7 @@ def to_vault_layout(item):
 def main(path: str) -> int:
     vec = VecEnv(make_env("lbf", "8x8-2p-2f-coop"), NUM_ENVS)
     rollout = make_rollout(vec)
-    vstate, ts = vec.reset(jax.random.PRNGKey(0))
+    vstate, ts = jax.jit(vec.reset)(jax.random.PRNGKey(0))  # jitted: one program, not one per op
     carry = (vstate, ts, jax.random.PRNGKey(1))
     _, first = rollout(*carry)  # shapes for the vault: one call's worth, in vault layout
     example = to_vault_layout(jax.device_get(first))

@@ -30,6 +30,7 @@ import numpy as np
 from marlvault.envs.registry import make_env
 from marlvault.logging import RunInfo
 from marlvault.online import anakin, ippo, losses, rec_ippo
+from marlvault.online.anakin import REPLICATED
 from marlvault.online.evaluate import make_evaluator
 from marlvault.run import RunSession
 
@@ -175,7 +176,9 @@ def train(
                 interrupted = True
                 break
         if not interrupted:
-            best = session.best.params.actor
+            # the host copy goes back on the mesh as the learner's parameters are, so the final
+            # evaluation reuses the evaluator compiled above instead of compiling it again
+            best = anakin.put(session.best.params.actor, mesh, REPLICATED)
             session.log_absolute(anakin.to_host(evaluate(best, jax.random.fold_in(eval_key, 10**6))))
     return _result(config, session, time.perf_counter() - start, compile_time, learn_time,
                    interrupted, learner.spec.has_win)

@@ -217,7 +217,7 @@ def rollout_returns(chunk: Any, vec: VecEnv, actor: SavedPolicy, params: Any, ep
         in the vault's episode table), in the order the episodes end (by step, then by env).
     """
     k_reset, key = jax.random.split(key)
-    vstate, ts = vec.reset(k_reset)
+    vstate, ts = jax.jit(vec.reset)(k_reset)
     hidden = actor.init_hidden(vec.num_envs)
     running = np.zeros(vec.num_envs)
     found: list[np.ndarray] = []
@@ -257,12 +257,13 @@ def record_policy(cfg: RolloutConfig, *, progress=None) -> RolloutResult:
     recorder = Recorder.create(path, example_batch(env.spec, cfg.rows, extras), metadata=meta,
                                to_batch=lambda t: trajectory_to_batch(t, env.spec, extras))  # fmt: skip
     key, k_reset = jax.random.split(jax.random.PRNGKey(cfg.seed))
-    vstate, ts = vec.reset(k_reset)
+    vstate, ts = jax.jit(vec.reset)(k_reset)  # one program, not one per operation
     hidden = actor.init_hidden(cfg.rows)
     done_so_far = 0
     try:
         while done_so_far < cfg.episodes:
             vstate, ts, hidden, key, traj = chunk(actor.params, vstate, ts, hidden, key)
+            traj = jax.device_get(traj)  # the recorder takes host arrays; cut them on the host
             done = np.asarray(traj.terminated[0] | traj.truncated[0])
             cut = _cut_index(done, cfg.episodes - done_so_far)
             if cut is not None:

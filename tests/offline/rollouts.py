@@ -51,9 +51,8 @@ def rollout(env: MarlEnv, policy: Policy, num_envs: int, num_steps: int, key: Ar
         return (vstate, out.timestep), row
 
     key, reset_key = jax.random.split(key)
-    carry = vec.reset(reset_key)
-    _, rows = jax.jit(lambda c, ks: jax.lax.scan(step, c, ks))(
-        carry, jax.random.split(key, num_steps))
+    _, rows = jax.jit(lambda k, ks: jax.lax.scan(step, vec.reset(k), ks))(
+        reset_key, jax.random.split(key, num_steps))
     return jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), rows)
 
 
