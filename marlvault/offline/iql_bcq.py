@@ -45,7 +45,7 @@ from marlvault.offline.value import (
     independent_td,
     q_network,
     q_sequence,
-    target_step,
+    target_update,
 )
 from marlvault.optim import make_optimiser
 
@@ -99,20 +99,15 @@ def iql_bcq_loss(q_all: Array, q_target_all: Array, bc_all: Array, batch: Sequen
 def make_update_step(config: Config, spec: DataSpec):
     """``update(state, batch) -> (state, metrics)`` (pure, jittable)."""
     net = q_network(config, spec)
-    tx = make_optimiser(config.lr, config.max_grad_norm)
+    seq = lambda params, obs: q_sequence(net, params, obs, config.rnn_size)  # noqa: E731
 
-    def update(state: TrainState, batch: SequenceBatch) -> tuple[TrainState, dict]:
-        q_target_all = q_sequence(net, state.target_params, batch.obs, config.rnn_size)
+    def loss(params: dict, target_params: dict, batch: SequenceBatch) -> tuple[Array, dict]:
+        return iql_bcq_loss(seq(params["q"], batch.obs), seq(target_params, batch.obs),
+                            seq(params["bc"], batch.obs), batch, config.gamma, config.threshold,
+                            config.bc_weight)
 
-        def loss_fn(params: dict) -> tuple[Array, dict]:
-            q_all = q_sequence(net, params["q"], batch.obs, config.rnn_size)
-            bc_all = q_sequence(net, params["bc"], batch.obs, config.rnn_size)
-            return iql_bcq_loss(q_all, q_target_all, bc_all, batch, config.gamma,
-                                config.threshold, config.bc_weight)
-
-        return target_step(tx, loss_fn, state, config.tau, online=lambda p: p["q"])
-
-    return update
+    return target_update(make_optimiser(config.lr, config.max_grad_norm), loss, config.tau,
+                         online=lambda params: params["q"])
 
 
 def make_init(config: Config, spec: DataSpec):

@@ -41,7 +41,7 @@ from marlvault.offline.value import (
     q_algorithm,
     q_network,
     q_sequence,
-    target_step,
+    target_update,
 )
 from marlvault.optim import make_optimiser
 
@@ -83,18 +83,13 @@ def iql_cql_loss(q_all: Array, q_target_all: Array, batch: SequenceBatch, gamma:
 def make_update_step(config: Config, spec: DataSpec):
     """``update(state, batch) -> (state, metrics)`` (pure, jittable)."""
     net = q_network(config, spec)
-    tx = make_optimiser(config.lr, config.max_grad_norm)
+    seq = lambda params, obs: q_sequence(net, params, obs, config.rnn_size)  # noqa: E731
 
-    def update(state: TrainState, batch: SequenceBatch) -> tuple[TrainState, dict]:
-        q_target_all = q_sequence(net, state.target_params, batch.obs, config.rnn_size)
+    def loss(params: Any, target_params: Any, batch: SequenceBatch) -> tuple[Array, dict]:
+        return iql_cql_loss(seq(params, batch.obs), seq(target_params, batch.obs), batch,
+                            config.gamma, config.cql_weight)
 
-        def loss_fn(params: Any) -> tuple[Array, dict]:
-            q_all = q_sequence(net, params, batch.obs, config.rnn_size)
-            return iql_cql_loss(q_all, q_target_all, batch, config.gamma, config.cql_weight)
-
-        return target_step(tx, loss_fn, state, config.tau)
-
-    return update
+    return target_update(make_optimiser(config.lr, config.max_grad_norm), loss, config.tau)
 
 
 def make_init(config: Config, spec: DataSpec):

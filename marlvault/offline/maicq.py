@@ -265,15 +265,13 @@ def _nets(config: Config, spec: DataSpec) -> Nets:
 
 def make_update_step(config: Config, spec: DataSpec):
     """``update(state, batch) -> (state, metrics)`` (pure, jittable)."""
-    nets, tx = _nets(config, spec), make_optimiser(config.lr, config.max_grad_norm)
+    nets = _nets(config, spec)
 
-    def update(state: TrainState, batch: SequenceBatch) -> tuple[TrainState, dict]:
-        def loss_fn(params: dict) -> tuple[Array, dict]:
-            return network_loss(nets, params, state.target_params, batch, config)
+    def loss(params: dict, target_params: dict, batch: SequenceBatch) -> tuple[Array, dict]:
+        return network_loss(nets, params, target_params, batch, config)
 
-        return value.target_step(tx, loss_fn, state, config.tau, online=value.q_and_mixer)
-
-    return update
+    return value.target_update(make_optimiser(config.lr, config.max_grad_norm), loss, config.tau,
+                               online=value.q_and_mixer)
 
 
 def make_init(config: Config, spec: DataSpec):

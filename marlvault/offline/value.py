@@ -127,6 +127,19 @@ def target_step(tx: Any, loss_fn: Any, state: TrainState, tau: float,
     return TrainState(params, target, opt_state, state.step + 1), metrics
 
 
+def target_update(tx: Any, loss: Any, tau: float,
+                  online: Any = lambda params: params) -> Any:
+    """``update(state, batch) -> (state, metrics)`` (pure, jittable): one :func:`target_step` on
+    ``loss(params, target_params, batch) -> (loss, metrics)``, where only ``params`` get
+    gradients."""
+
+    def update(state: TrainState, batch: SequenceBatch) -> tuple[TrainState, dict]:
+        return target_step(tx, lambda params: loss(params, state.target_params, batch), state,
+                           tau, online)
+
+    return update
+
+
 def q_and_mixer(params: dict) -> dict:
     """The QMIX critic's parts of ``params`` (``{"q", "mixer"}``): what its target copies."""
     return {"q": params["q"], "mixer": params["mixer"]}
