@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 
+import jax
 from typer.testing import CliRunner
 
 from marlvault.checkpoint import load_policy
@@ -37,16 +39,21 @@ def test_bad_value_exits_2():
     assert "system.total_timesteps" in result.output and "int" in result.output
 
 
-def test_tiny_mappo_run_prints_summary_and_writes_outputs(tmp_path):
+def test_tiny_mappo_run_prints_summary_and_writes_outputs(tmp_path, caplog):
     args = [
         "train", "mappo", "env=lbf", "scenario=8x8-2p-2f-coop", "arch.num_envs=4",
         "arch.num_eval_episodes=4", "arch.num_evaluation=2", "system.rollout_length=8",
         "system.total_timesteps=64", "network.actor_hidden=16", "network.critic_hidden=16",
         f"logger.base_dir={tmp_path}", "logger.console=false",
     ]  # fmt: skip
-    result = runner.invoke(app, args)
+    with caplog.at_level(logging.WARNING, logger="jax"), jax.log_compiles():
+        result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "final eval return" in result.output and "training SPS" in result.output
+    # the final evaluation of the best (host-copied) parameters reuses the evaluator that every
+    # evaluation ran: lowered once, not again for parameters laid out differently
+    lowered = [r.getMessage() for r in caplog.records]
+    assert len([m for m in lowered if "MLIR" in m and "evaluate_local" in m]) == 1, lowered[-20:]
     run_dir = tmp_path / "mappo_lbf_8x8-2p-2f-coop_seed42"
     data = json.loads((run_dir / "metrics.json").read_text())
     run = data["lbf"]["8x8-2p-2f-coop"]["mappo"]["seed_42"]
