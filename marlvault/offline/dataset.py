@@ -323,7 +323,8 @@ class OfflineDataset:
             while True:
                 key, sub = jax.random.split(key)
                 yield sample(data, sub)
-        yield from self.stream(batch_size, seed)
+        else:
+            yield from self.stream(batch_size, seed)
 
     def stream(self, batch_size: int, seed: int = 0) -> ShuffleBuffer:
         """Streaming mode's batches: ``.batch()`` one time-major host batch, ``.group(n)`` ``n``

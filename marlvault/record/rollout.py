@@ -263,10 +263,10 @@ def record_policy(cfg: RolloutConfig, *, progress=None) -> RolloutResult:
     try:
         while done_so_far < cfg.episodes:
             vstate, ts, hidden, key, traj = chunk(actor.params, vstate, ts, hidden, key)
-            traj = jax.device_get(traj)  # the recorder takes host arrays; cut them on the host
             done = np.asarray(traj.terminated[0] | traj.truncated[0])
             cut = _cut_index(done, cfg.episodes - done_so_far)
-            if cut is not None:
+            if cut is not None:  # the last chunk: cut on the host (the recorder copies the rest)
+                traj = jax.device_get(traj)
                 traj = traj._replace(
                     **{f: getattr(traj, f)[:, : cut + 1] for f in _Chunk._fields if f != "update"}
                 )
